@@ -1,0 +1,499 @@
+"""The layers of minicnn: one class each, forward and backward side by side.
+
+Conventions (the same as PyTorch, so that weights convert by copying):
+
+- images are NCHW: ``x: (N, C, H, W)``
+- conv weights are ``(F, C, KH, KW)`` (out, in, kernel height, kernel width)
+- linear weights are ``(out_features, in_features)`` and ``y = x @ W.T + b``
+
+Every layer keeps what its backward needs in ``self.cache`` (the docstring of
+``forward`` says what that is), fills ``self.grads`` only when
+``backward(..., param_grads=True)`` asks for it (training does, attribution
+does not), and never modifies the arrays it is given.
+
+Unlike PyTorch, layers start in eval mode (``training = False``): explaining a
+trained model is what this package does most, and Dropout must then be off.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+RELU_RULES = ("gradient", "deconvnet", "guided")
+
+
+def _pair(v, what):
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"{what} must be an int or a pair of ints, got {v!r}")
+    return v
+
+
+class Layer:
+    """Base class. Subclasses define ``forward(x)`` and ``backward(dout)``.
+
+    Attributes:
+        name: the layer's name in its model ("features.0"), or its class name.
+        params: dict of parameter arrays ("weight", "bias"), PyTorch names.
+        grads: dict of parameter gradients, same keys, filled by
+            ``backward(dout, param_grads=True)``.
+        cache: what ``forward`` saved for ``backward``; None before forward.
+        training: train mode (Dropout active) or eval mode.
+    """
+
+    def __init__(self):
+        self.name = type(self).__name__
+        self.params = {}
+        self.grads = {}
+        self.cache = None
+        self.training = False
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self):
+        return ""
+
+    # --- checks shared by all layers; they name the layer in the message ---
+
+    def _check_input(self, x, ndim, expected, channels=None):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{self.name}: expected a NumPy array {expected}, got {type(x).__name__}")
+        if x.ndim != ndim:
+            raise ValueError(f"{self.name}: expected a {ndim}-D input {expected}, got shape {x.shape}")
+        if channels is not None and x.shape[1] != channels:
+            raise ValueError(f"{self.name}: expected {channels} channels in {expected}, "
+                             f"got shape {x.shape} ({x.shape[1]} channels)")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{self.name}: expected a floating-point input (float32 or float64), got {x.dtype}")
+        for key, p in self.params.items():
+            if p.dtype != x.dtype:
+                raise TypeError(f"{self.name}: input is {x.dtype} but {key} is {p.dtype}; "
+                                f"convert the input, or the model with model.to(np.{x.dtype})")
+
+    def _cached(self):
+        if self.cache is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        return self.cache
+
+    def _check_dout(self, dout, shape):
+        if not isinstance(dout, np.ndarray) or dout.shape != tuple(shape):
+            got = dout.shape if isinstance(dout, np.ndarray) else type(dout).__name__
+            raise ValueError(f"{self.name}: dout must have the shape of the last forward's output {tuple(shape)}, "
+                             f"got {got}")
+
+
+# --------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------
+
+def conv_output_size(size, kernel, stride, padding):
+    """``H' = 1 + (H + 2*pad - KH) // stride`` (the same for widths)."""
+    return 1 + (size + 2 * padding - kernel) // stride
+
+
+def im2col(x, kh, kw, stride, padding):
+    """Unfold every (KH, KW) window of ``x`` into a column.
+
+    x: (N, C, H, W) -> cols: (N, C*KH*KW, H'*W'), rows ordered (c, i, j) like
+    the flattened weight ``w.reshape(F, -1)``. The windows are a strided view
+    (no copy); the reshape into a matrix makes the one copy.
+    """
+    N, C, H, W = x.shape
+    ph, pw = padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    Ho = conv_output_size(H, kh, stride[0], ph)
+    Wo = conv_output_size(W, kw, stride[1], pw)
+    sN, sC, sH, sW = x.strides
+    windows = as_strided(x, (N, C, kh, kw, Ho, Wo),
+                         (sN, sC, sH, sW, sH * stride[0], sW * stride[1]), writeable=False)
+    return windows.reshape(N, C * kh * kw, Ho * Wo)
+
+
+def col2im(dcols, x_shape, kh, kw, stride, padding):
+    """The adjoint of im2col: add every column back onto the window it came from.
+
+    dcols: (N, C*KH*KW, H'*W') -> dx: (N, C, H, W). Overlapping windows add up.
+    """
+    N, C, H, W = x_shape
+    ph, pw = padding
+    Ho = conv_output_size(H, kh, stride[0], ph)
+    Wo = conv_output_size(W, kw, stride[1], pw)
+    dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dcols.dtype)
+    d = dcols.reshape(N, C, kh, kw, Ho, Wo)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]] += d[:, :, i, j]
+    return dx[:, :, ph:ph + H, pw:pw + W]
+
+
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation, as in every deep learning library).
+
+    weight: (F, C, KH, KW), bias: (F,). Output size
+    ``H' = 1 + (H + 2*padding - KH) // stride``, the same for W.
+    Initialised like PyTorch: uniform in +-1/sqrt(C*KH*KW).
+
+    This is the fast path: im2col + one matrix product per layer. The loop
+    version it is tested against is ``minicnn.naive.conv2d_forward_naive``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"Conv2d: kernel_size and stride must be >= 1 and padding >= 0, got "
+                             f"{self.kernel_size}, {self.stride}, {self.padding}")
+        rng = np.random.default_rng(rng)
+        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / np.sqrt(fan_in)
+        self.params["weight"] = rng.uniform(-bound, bound, (out_channels, in_channels) + self.kernel_size).astype(dtype)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, out_channels).astype(dtype)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={'bias' in self.params}")
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> out: (N, F, H', W'). Cache: x."""
+        self._check_input(x, 4, "(N, C, H, W)", channels=self.in_channels)
+        N, _, H, W = x.shape
+        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        if H + 2 * p[0] < kh or W + 2 * p[1] < kw:
+            raise ValueError(f"{self.name}: input {H}x{W} (padded by {p}) is smaller than the kernel {kh}x{kw}")
+        w = self.params["weight"]
+        cols = im2col(x, kh, kw, s, p)                       # (N, C*KH*KW, H'*W')
+        out = w.reshape(w.shape[0], -1) @ cols                # (N, F, H'*W')
+        if "bias" in self.params:
+            out += self.params["bias"][:, None]
+        self.cache = x
+        return out.reshape(N, w.shape[0], conv_output_size(H, kh, s[0], p[0]), conv_output_size(W, kw, s[1], p[1]))
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, F, H', W') -> dx: (N, C, H, W).
+
+        With param_grads, also ``grads["weight"]: (F, C, KH, KW)`` and
+        ``grads["bias"]: (F,)``; the columns are rebuilt for that, so the
+        attribution path (input gradient only) never pays for them.
+        """
+        x = self._cached()
+        w = self.params["weight"]
+        N, F = x.shape[0], w.shape[0]
+        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        Ho = conv_output_size(x.shape[2], kh, s[0], p[0])
+        Wo = conv_output_size(x.shape[3], kw, s[1], p[1])
+        self._check_dout(dout, (N, F, Ho, Wo))
+        d = dout.reshape(N, F, Ho * Wo)
+        dcols = w.reshape(F, -1).T @ d                        # (N, C*KH*KW, H'*W')
+        dx = col2im(dcols, x.shape, kh, kw, s, p)
+        if param_grads:
+            cols = im2col(x, kh, kw, s, p)
+            self.grads["weight"] = np.tensordot(d, cols, axes=([0, 2], [0, 2])).reshape(w.shape)
+            if "bias" in self.params:
+                self.grads["bias"] = dout.sum(axis=(0, 2, 3))
+        return dx
+
+
+# --------------------------------------------------------------------------
+# ReLU: the one place where Vanilla Gradient, DeconvNet and Guided Backprop differ
+# --------------------------------------------------------------------------
+
+class ReLU(Layer):
+    """``out = max(x, 0)``; its backward takes the attribution rule.
+
+    We use the strict ``x > 0`` at exactly zero (the derivative there is taken
+    as 0). That is PyTorch's convention, so our gradients match it digit for
+    digit, and it is the convention of the textbook's worked example.
+    """
+
+    def forward(self, x):
+        """x: any shape -> out: same shape. Cache: x (the forward activation)."""
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"{self.name}: expected a floating-point NumPy array, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        self.cache = x
+        return np.maximum(x, 0)
+
+    def backward(self, dout, rule="gradient", param_grads=False):
+        """dout: same shape as x -> dx. ``rule`` picks the attribution method:
+
+        ============  ==========================  =================
+        rule          backward                    indicator used
+        ============  ==========================  =================
+        "gradient"    dout * (x > 0)              forward activation
+        "deconvnet"   dout * (dout > 0)           backward signal
+        "guided"      dout * (x > 0) * (dout > 0) both
+        ============  ==========================  =================
+        """
+        x = self._cached()
+        self._check_dout(dout, x.shape)
+        if rule == "gradient":      # Vanilla Gradient (Simonyan et al. 2013)
+            return dout * (x > 0)
+        if rule == "deconvnet":     # DeconvNet (Zeiler & Fergus 2014)
+            return dout * (dout > 0)
+        if rule == "guided":        # Guided Backprop (Springenberg et al. 2015)
+            return dout * (x > 0) * (dout > 0)
+        raise ValueError(f"{self.name}: unknown ReLU rule {rule!r}; use one of {RELU_RULES}")
+
+
+# --------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------
+
+def _window_views(x, kh, kw, stride, Ho, Wo):
+    """Yield (k, view) for each kernel tap (i, j) in row-major order: the
+    (N, C, H', W') strided view of the element at tap (i, j) of every window."""
+    for i in range(kh):
+        for j in range(kw):
+            yield i * kw + j, x[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]]
+
+
+class MaxPool2d(Layer):
+    """Max pooling. ``H' = 1 + (H + 2*padding - KH) // stride``; stride
+    defaults to kernel_size; padding counts as -inf (PyTorch's convention).
+
+    Gradient routing: each window sends its gradient to ONE element, its
+    first maximum in row-major order (PyTorch's choice). Ties are common: a
+    window after a ReLU is often all zeros. Overlapping windows (kernel 3,
+    stride 2) add their gradients where they share an element.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride if stride is not None else kernel_size, "stride")
+        self.padding = _pair(padding, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(f"MaxPool2d: kernel_size and stride must be >= 1, got {self.kernel_size}, {self.stride}")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)) or min(self.padding) < 0:
+            raise ValueError(f"MaxPool2d: padding must be between 0 and half the kernel size, got {self.padding}")
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> out: (N, C, H', W').
+
+        Cache: the input shape and ``argmax: (N, C, H', W')``, the index
+        ``i*KW + j`` of the winning tap in each window (the "switches").
+        Computed with one strided view per tap: keep the running max and
+        replace it only where a later tap is strictly larger, so the first
+        maximum wins.
+        """
+        self._check_input(x, 4, "(N, C, H, W)")
+        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x.shape
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+        Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
+        out = argmax = None
+        for k, v in _window_views(xp, kh, kw, s, Ho, Wo):
+            if out is None:
+                out, argmax = v.copy(), np.zeros(v.shape, dtype=np.int16)
+            else:
+                better = v > out
+                np.copyto(out, v, where=better)
+                argmax[better] = k
+        self.cache = (x.shape, argmax)
+        return out
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, C, H', W') -> dx: (N, C, H, W), zero except at the switches."""
+        x_shape, argmax = self._cached()
+        self._check_dout(dout, argmax.shape)
+        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x_shape
+        dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        for k, view in _window_views(dx, kh, kw, s, *argmax.shape[2:]):
+            view += np.where(argmax == k, dout, 0)
+        return dx[:, :, ph:ph + H, pw:pw + W]
+
+
+class AvgPool2d(Layer):
+    """Average pooling, padding counted as zeros in the average (PyTorch's
+    default ``count_include_pad=True``). ``H' = 1 + (H + 2*padding - KH) // stride``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride if stride is not None else kernel_size, "stride")
+        self.padding = _pair(padding, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError(f"AvgPool2d: kernel_size and stride must be >= 1 and padding >= 0")
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> out: (N, C, H', W'). Cache: the input shape."""
+        self._check_input(x, 4, "(N, C, H, W)")
+        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x.shape
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
+        out = np.zeros((N, C, Ho, Wo), dtype=x.dtype)
+        for _, v in _window_views(xp, kh, kw, s, Ho, Wo):
+            out += v
+        self.cache = x.shape
+        return out / (kh * kw)
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, C, H', W') -> dx: (N, C, H, W): each window shares its gradient equally."""
+        N, C, H, W = self._cached()
+        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
+        self._check_dout(dout, (N, C, Ho, Wo))
+        dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        share = dout / (kh * kw)
+        for _, view in _window_views(dx, kh, kw, s, Ho, Wo):
+            view += share
+        return dx[:, :, ph:ph + H, pw:pw + W]
+
+
+def adaptive_pool_matrix(size, out_size, dtype):
+    """The (out_size, size) averaging matrix of adaptive pooling along one axis.
+
+    Bin i covers ``floor(i*size/out) <= t < ceil((i+1)*size/out)`` (PyTorch's bins).
+    """
+    P = np.zeros((out_size, size), dtype=dtype)
+    for i in range(out_size):
+        start, end = (i * size) // out_size, -((-(i + 1) * size) // out_size)
+        P[i, start:end] = 1.0 / (end - start)
+    return P
+
+
+class AdaptiveAvgPool2d(Layer):
+    """Average-pool any (H, W) to a fixed ``output_size`` (VGG's 7x7).
+
+    Pooling along rows and columns is separable, so the layer is two matrix
+    products: ``out = Ph @ x @ Pw.T`` with the averaging matrices of
+    ``adaptive_pool_matrix``. When the input already has the output size the
+    layer is the identity and returns its input unchanged.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = _pair(output_size, "output_size")
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> out: (N, C, *output_size). Cache: the two matrices (None for identity)."""
+        self._check_input(x, 4, "(N, C, H, W)")
+        (oh, ow), (H, W) = self.output_size, x.shape[2:]
+        if (H, W) == (oh, ow):
+            self.cache = (None, None)
+            return x
+        Ph, Pw = adaptive_pool_matrix(H, oh, x.dtype), adaptive_pool_matrix(W, ow, x.dtype)
+        self.cache = (Ph, Pw)
+        return Ph @ x @ Pw.T
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, C, oh, ow) -> dx: (N, C, H, W)."""
+        Ph, Pw = self._cached()
+        if Ph is None:
+            return dout
+        self._check_dout(dout, dout.shape[:2] + (Ph.shape[0], Pw.shape[0]))
+        return Ph.T @ dout @ Pw
+
+
+# --------------------------------------------------------------------------
+# Classifier layers
+# --------------------------------------------------------------------------
+
+class Linear(Layer):
+    """Fully connected layer ``y = x @ W.T + b``; weight: (out, in), bias: (out,).
+    Initialised like PyTorch: uniform in +-1/sqrt(in_features)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = np.random.default_rng(rng)
+        bound = 1.0 / np.sqrt(in_features)
+        self.params["weight"] = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, out_features).astype(dtype)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={'bias' in self.params}"
+
+    def forward(self, x):
+        """x: (N, in) -> out: (N, out). Cache: x."""
+        self._check_input(x, 2, f"(N, {self.in_features})")
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"{self.name}: expected (N, {self.in_features}), got shape {x.shape}")
+        self.cache = x
+        out = x @ self.params["weight"].T
+        if "bias" in self.params:
+            out += self.params["bias"]
+        return out
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, out) -> dx: (N, in); with param_grads, grads["weight"]: (out, in), grads["bias"]: (out,)."""
+        x = self._cached()
+        self._check_dout(dout, (x.shape[0], self.out_features))
+        if param_grads:
+            self.grads["weight"] = dout.T @ x
+            if "bias" in self.params:
+                self.grads["bias"] = dout.sum(axis=0)
+        return dout @ self.params["weight"]
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W) in C, H, W order (PyTorch's ``torch.flatten(x, 1)``)."""
+
+    def forward(self, x):
+        """Cache: the input shape."""
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise ValueError(f"{self.name}: expected an array with a batch axis, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout, param_grads=False):
+        shape = self._cached()
+        self._check_dout(dout, (shape[0], int(np.prod(shape[1:]))))
+        return dout.reshape(shape)
+
+
+class Dropout(Layer):
+    """In training, zero each element with probability p and scale the rest by
+    1/(1-p) ("inverted dropout", as PyTorch). In eval mode, the identity."""
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+    def forward(self, x):
+        """Cache: the scaled keep-mask in training, None (identity) in eval."""
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"{self.name}: expected a floating-point NumPy array")
+        if not self.training or self.p == 0:
+            self.cache = ("eval", None)
+            return x
+        mask = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / x.dtype.type(1 - self.p)
+        self.cache = ("train", mask)
+        return x * mask
+
+    def backward(self, dout, param_grads=False):
+        _, mask = self._cached()
+        return dout if mask is None else dout * mask
