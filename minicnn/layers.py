@@ -95,12 +95,32 @@ def conv_output_size(size, kernel, stride, padding):
     return 1 + (size + 2 * padding - kernel) // stride
 
 
-def im2col(x, kh, kw, stride, padding):
+_SCRATCH = {}
+
+
+def scratch(shape, dtype):
+    """A reusable array for short-lived columns (one buffer per dtype, grown as needed).
+
+    Why: the columns of a large layer take 100 MB or more, and the page faults
+    of a freshly allocated array cost as long as filling it. The columns live
+    only until the next matrix product, so one buffer can serve every layer.
+    The contents are overwritten by the next call; not thread-safe.
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = _SCRATCH.get(dtype)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH[dtype] = np.empty(n, dtype)
+    return buf[:n].reshape(shape)
+
+
+def im2col(x, kh, kw, stride, padding, reuse=False):
     """Unfold every (KH, KW) window of ``x`` into a column.
 
     x: (N, C, H, W) -> cols: (N, C*KH*KW, H'*W'), rows ordered (c, i, j) like
     the flattened weight ``w.reshape(F, -1)``. The windows are a strided view
-    (no copy); the reshape into a matrix makes the one copy.
+    (no copy); copying them into a matrix is the one copy. With ``reuse`` the
+    matrix lives in the shared scratch buffer (see ``scratch``).
     """
     N, C, H, W = x.shape
     ph, pw = padding
@@ -111,7 +131,11 @@ def im2col(x, kh, kw, stride, padding):
     sN, sC, sH, sW = x.strides
     windows = as_strided(x, (N, C, kh, kw, Ho, Wo),
                          (sN, sC, sH, sW, sH * stride[0], sW * stride[1]), writeable=False)
-    return windows.reshape(N, C * kh * kw, Ho * Wo)
+    if not reuse:
+        return windows.reshape(N, C * kh * kw, Ho * Wo)
+    cols = scratch(windows.shape, x.dtype)
+    np.copyto(cols, windows)
+    return cols.reshape(N, C * kh * kw, Ho * Wo)
 
 
 def col2im(dcols, x_shape, kh, kw, stride, padding):
@@ -131,6 +155,16 @@ def col2im(dcols, x_shape, kh, kw, stride, padding):
     return dx[:, :, ph:ph + H, pw:pw + W]
 
 
+def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
+    """x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, H', W'): im2col + one matrix product."""
+    N, _, H, W = x.shape
+    F, _, kh, kw = w.shape
+    cols = im2col(x, kh, kw, stride, padding, reuse=True)       # (N, C*KH*KW, H'*W')
+    out = w.reshape(F, -1) @ cols                                # (N, F, H'*W')
+    return out.reshape(N, F, conv_output_size(H, kh, stride[0], padding[0]),
+                       conv_output_size(W, kw, stride[1], padding[1]))
+
+
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as in every deep learning library).
 
@@ -138,8 +172,8 @@ class Conv2d(Layer):
     ``H' = 1 + (H + 2*padding - KH) // stride``, the same for W.
     Initialised like PyTorch: uniform in +-1/sqrt(C*KH*KW).
 
-    This is the fast path: im2col + one matrix product per layer. The loop
-    version it is tested against is ``minicnn.naive.conv2d_forward_naive``.
+    This is the fast path: im2col + one matrix product per layer (``conv2d``).
+    The loop version it is tested against is ``minicnn.naive.conv2d_forward_naive``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -170,13 +204,11 @@ class Conv2d(Layer):
         (kh, kw), s, p = self.kernel_size, self.stride, self.padding
         if H + 2 * p[0] < kh or W + 2 * p[1] < kw:
             raise ValueError(f"{self.name}: input {H}x{W} (padded by {p}) is smaller than the kernel {kh}x{kw}")
-        w = self.params["weight"]
-        cols = im2col(x, kh, kw, s, p)                       # (N, C*KH*KW, H'*W')
-        out = w.reshape(w.shape[0], -1) @ cols                # (N, F, H'*W')
+        out = conv2d(x, self.params["weight"], s, p)
         if "bias" in self.params:
-            out += self.params["bias"][:, None]
+            out += self.params["bias"][:, None, None]
         self.cache = x
-        return out.reshape(N, w.shape[0], conv_output_size(H, kh, s[0], p[0]), conv_output_size(W, kw, s[1], p[1]))
+        return out
 
     def backward(self, dout, param_grads=False):
         """dout: (N, F, H', W') -> dx: (N, C, H, W).
@@ -192,12 +224,21 @@ class Conv2d(Layer):
         Ho = conv_output_size(x.shape[2], kh, s[0], p[0])
         Wo = conv_output_size(x.shape[3], kw, s[1], p[1])
         self._check_dout(dout, (N, F, Ho, Wo))
-        d = dout.reshape(N, F, Ho * Wo)
-        dcols = w.reshape(F, -1).T @ d                        # (N, C*KH*KW, H'*W')
-        dx = col2im(dcols, x.shape, kh, kw, s, p)
+        if s == (1, 1) and p[0] < kh and p[1] < kw and F <= x.shape[1]:
+            # For stride 1, the input gradient is itself a convolution: dout
+            # padded by K-1-pad, with the kernel flipped and in/out swapped (a
+            # "transposed convolution"). It is cheaper than col2im when the
+            # layer does not widen (F <= C); the first layer (C = 3) is not.
+            w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            dx = conv2d(dout, w_flipped, (1, 1), (kh - 1 - p[0], kw - 1 - p[1]))
+        else:
+            dcols = scratch((N, w[0].size, Ho * Wo), dout.dtype)
+            np.matmul(w.reshape(F, -1).T, dout.reshape(N, F, Ho * Wo), out=dcols)   # (N, C*KH*KW, H'*W')
+            dx = col2im(dcols, x.shape, kh, kw, s, p)
         if param_grads:
-            cols = im2col(x, kh, kw, s, p)
-            self.grads["weight"] = np.tensordot(d, cols, axes=([0, 2], [0, 2])).reshape(w.shape)
+            cols = im2col(x, kh, kw, s, p, reuse=True)
+            self.grads["weight"] = np.tensordot(dout.reshape(N, F, Ho * Wo), cols,
+                                                axes=([0, 2], [0, 2])).reshape(w.shape)
             if "bias" in self.params:
                 self.grads["bias"] = dout.sum(axis=(0, 2, 3))
         return dx
