@@ -18,7 +18,17 @@ def median_time(fn, repeat=5, warmup=1):
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MB (Linux reports KB)."""
+    """Peak resident memory of this process so far, in MB.
+
+    Linux's VmHWM, which a new program starts afresh (ru_maxrss would carry the
+    parent's peak across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -29,6 +29,15 @@ def _pair(v, what):
     return v
 
 
+def uniform_init(rng, bound, shape, dtype):
+    """Uniform in [-bound, bound), drawn directly in ``dtype`` (float32 draws are twice as fast)."""
+    dtype = np.dtype(dtype)
+    values = rng.random(shape, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
+    values *= 2 * bound
+    values -= bound
+    return values.astype(dtype, copy=False)
+
+
 class Layer:
     """Base class. Subclasses define ``forward(x)`` and ``backward(dout)``.
 
@@ -189,9 +198,9 @@ class Conv2d(Layer):
         rng = np.random.default_rng(rng)
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / np.sqrt(fan_in)
-        self.params["weight"] = rng.uniform(-bound, bound, (out_channels, in_channels) + self.kernel_size).astype(dtype)
+        self.params["weight"] = uniform_init(rng, bound, (out_channels, in_channels) + self.kernel_size, dtype)
         if bias:
-            self.params["bias"] = rng.uniform(-bound, bound, out_channels).astype(dtype)
+            self.params["bias"] = uniform_init(rng, bound, out_channels, dtype)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -342,9 +351,9 @@ class MaxPool2d(Layer):
             if out is None:
                 out, argmax = v.copy(), np.zeros(v.shape, dtype=np.int16)
             else:
-                better = v > out
-                np.copyto(out, v, where=better)
-                argmax[better] = k
+                better = v > out                        # strictly larger: on a tie the earlier tap stays
+                np.maximum(out, v, out=out)
+                np.copyto(argmax, k, where=better)
         self.cache = (x.shape, argmax)
         return out
 
@@ -355,8 +364,12 @@ class MaxPool2d(Layer):
         (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
         N, C, H, W = x_shape
         dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        overlapping = s[0] < kh or s[1] < kw
         for k, view in _window_views(dx, kh, kw, s, *argmax.shape[2:]):
-            view += np.where(argmax == k, dout, 0)
+            if overlapping:
+                view += dout * (argmax == k)            # windows that share an element add up
+            else:
+                np.multiply(dout, argmax == k, out=view)    # each element is in one window at most
         return dx[:, :, ph:ph + H, pw:pw + W]
 
 
@@ -464,9 +477,9 @@ class Linear(Layer):
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = np.random.default_rng(rng)
         bound = 1.0 / np.sqrt(in_features)
-        self.params["weight"] = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        self.params["weight"] = uniform_init(rng, bound, (out_features, in_features), dtype)
         if bias:
-            self.params["bias"] = rng.uniform(-bound, bound, out_features).astype(dtype)
+            self.params["bias"] = uniform_init(rng, bound, out_features, dtype)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={'bias' in self.params}"

@@ -1,0 +1,74 @@
+"""``python -m minicnn``: download, convert and train weights.
+
+    python -m minicnn download vgg16            fetch torchvision's VGG-16 into the cache and convert it
+    python -m minicnn convert vgg16 SRC.pth -o DST.npz
+    python -m minicnn train shapes              reproduce the shipped demo model
+"""
+import argparse
+import sys
+
+from . import weights
+
+
+def _convert(args):
+    dst = weights.convert(args.arch, args.src, args.output)
+    print(f"wrote {dst}")
+
+
+def _download(args):
+    try:
+        npz = weights.download(args.arch, base_url=args.base_url, dest_dir=args.cache_dir)
+    except ConnectionError as e:
+        print(f"error: {e}\nThe network is unreachable from here, or the server refused.\n"
+              f"{weights.manual_steps(args.arch, args.base_url, args.cache_dir)}", file=sys.stderr)
+        return 2
+    print(f"{args.arch} weights ready: {npz}\nuse them with: minicnn.models.{args.arch}(weights='{npz}')")
+    return 0
+
+
+def _train(args):
+    from .shapes_training import train_shapes
+    train_shapes(output=args.output, epochs=args.epochs, n_train=args.n_train, seed=args.seed)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m minicnn", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="download torchvision weights into the cache and convert them")
+    p.add_argument("arch", choices=sorted(weights.TORCHVISION_FILES), help="the architecture")
+    p.add_argument("--base-url", default=weights.TORCHVISION_BASE_URL,
+                   help="where the .pth files are served (default: %(default)s)")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder for the files (default: $MINICNN_HOME or ~/.cache/minicnn)")
+    p.set_defaults(func=_download)
+
+    p = sub.add_parser("convert", help="check a torchvision .pth against an architecture and write it as .npz")
+    p.add_argument("arch", choices=sorted(weights.TORCHVISION_FILES), help="the architecture")
+    p.add_argument("src", help="the .pth file (torch.save, zip or legacy format); it is never modified")
+    p.add_argument("-o", "--output", required=True, help="the .npz file to write (written atomically)")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("train", help="train the demo model on generated shapes")
+    p.add_argument("dataset", choices=["shapes"], help="what to train on")
+    p.add_argument("-o", "--output", default=None,
+                   help="the .npz to write (default: the package's shipped weights file)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the shipped recipe)")
+    p.add_argument("--n-train", type=int, default=None, help="training images (default: the shipped recipe)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""ImageNet input and output: torchvision's preprocessing, its inverse for
+display, and the 1000 class names."""
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def load_image(image, max_pixels=200_000_000):
+    """A PIL image (RGB) from a path, a PIL image or an (H, W[, C]) array.
+
+    Greyscale, RGBA, palette and 16-bit images are converted to 8-bit RGB
+    (16-bit by scaling 0..65535 to 0..255; RGBA by dropping alpha).
+    Raises FileNotFoundError, or ValueError for a file that is not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"no image file at {path}")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                image = img.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise ValueError(f"{path}: not an image PIL can read ({e})") from None
+        except Image.DecompressionBombError as e:
+            raise ValueError(f"{path}: the image is too large ({e})") from None
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise ValueError(f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        if arr.dtype.kind == "f":
+            arr = np.clip(arr, 0, 1) * 255
+        elif arr.dtype == np.uint16:
+            arr = arr / 257.0
+        image = Image.fromarray(np.round(arr[..., :3] if arr.ndim == 3 else arr).astype(np.uint8))
+    if not hasattr(image, "mode"):
+        raise TypeError(f"expected a path, a PIL image or an array, got {type(image).__name__}")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(np.round(arr / scale * 255), 0, 255).astype(np.uint8))
+    if image.mode == "P":               # palette (maybe with transparency) -> RGBA first, as PIL advises
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+def preprocess(image, size=224, resize=256):
+    """torchvision's ImageNet evaluation transform -> float32 (1, 3, size, size).
+
+    Resize the shorter side to ``resize`` (bilinear), crop the centre
+    ``size`` x ``size``, scale to [0, 1], normalize with MEAN and STD.
+    """
+    from PIL import Image
+    img = load_image(image)
+    w, h = img.size
+    if w <= h:
+        new = (resize, int(resize * h / w))
+    else:
+        new = (int(resize * w / h), resize)
+    img = img.resize(new, Image.BILINEAR)
+    left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
+    img = img.crop((left, top, left + size, top + size))
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def deprocess(x):
+    """The inverse of the normalization, for display: (1, 3, H, W) or (3, H, W) -> (H, W, 3) in [0, 1]."""
+    x = np.asarray(x)
+    if x.ndim == 4:
+        x = x[0]
+    return np.clip(x.transpose(1, 2, 0) * STD + MEAN, 0, 1)
+
+
+@lru_cache(maxsize=1)
+def class_names():
+    """The 1000 ImageNet class names, in torchvision's order (index 652: "military uniform")."""
+    text = resources.files("minicnn").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    names = text.splitlines()
+    assert len(names) == 1000
+    return names
+
+
+def decode_predictions(logits, top=5, names=None):
+    """For each row of logits (N, K): [(class index, name, probability)] of the ``top`` best classes."""
+    from .losses import softmax
+    logits = np.atleast_2d(np.asarray(logits, dtype=np.float64))
+    names = class_names() if names is None else names
+    if logits.shape[1] != len(names):
+        raise ValueError(f"decode_predictions: {logits.shape[1]} logits but {len(names)} class names")
+    probs = softmax(logits)
+    result = []
+    for row in probs:
+        best = np.argsort(-row, kind="stable")[:top]
+        result.append([(int(i), names[i], float(row[i])) for i in best])
+    return result

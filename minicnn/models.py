@@ -1,0 +1,88 @@
+"""Model builders: the VGG family laid out exactly as torchvision names it,
+and the small VGG-style demo net that ships with the package.
+
+``vgg16()`` gives the names torchvision gives, so a torchvision state dict
+loads by name: ``features.0`` ... ``features.30``, ``avgpool``,
+``classifier.0`` ... ``classifier.6``. (torchvision flattens inside
+``forward``; here that step is a layer of its own, ``flatten``, which has no
+parameters and so changes no weight name.)
+"""
+import numpy as np
+
+from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from .sequential import Sequential
+
+# Output channels of each 3x3 convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman 2014, table 1).
+VGG_CONFIGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],                          # A
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],                 # B
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # D
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],                                                                  # E
+}
+
+
+def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_size=7, dtype=np.float32, seed=0):
+    """A VGG network.
+
+    config: a name in VGG_CONFIGS or a list like it.
+    width: scales every conv's channels (1.0 is the real network; smaller
+        widths give quick test models with the same layout and names).
+    hidden: the two hidden Linear layers' size (4096 in VGG).
+    weights: a path to load (``.npz`` or ``.pth``), or None for random weights
+        (PyTorch's default initialisation, seeded by ``seed``).
+    The model is in eval mode.
+    """
+    cfg = VGG_CONFIGS[config] if isinstance(config, str) else list(config)
+    rng = np.random.default_rng(seed)
+    layers, channels = [], 3
+    for v in cfg:
+        if v == "M":
+            layers.append(MaxPool2d(2, 2))
+        else:
+            out = max(1, int(round(v * width)))
+            layers += [Conv2d(channels, out, 3, padding=1, dtype=dtype, rng=rng), ReLU()]
+            channels = out
+    model = Sequential({
+        "features": Sequential(*layers),
+        "avgpool": AdaptiveAvgPool2d(pool_size),
+        "flatten": Flatten(),
+        "classifier": Sequential(
+            Linear(channels * pool_size * pool_size, hidden, dtype=dtype, rng=rng), ReLU(), Dropout(0.5, rng=rng),
+            Linear(hidden, hidden, dtype=dtype, rng=rng), ReLU(), Dropout(0.5, rng=rng),
+            Linear(hidden, num_classes, dtype=dtype, rng=rng)),
+    })
+    if weights is not None:
+        from .weights import load_weights
+        load_weights(model, weights)
+    return model.eval()
+
+
+def vgg11(num_classes=1000, weights=None, **kwargs):
+    """VGG-11 (configuration A)."""
+    return vgg("vgg11", num_classes, weights, **kwargs)
+
+
+def vgg13(num_classes=1000, weights=None, **kwargs):
+    """VGG-13 (configuration B)."""
+    return vgg("vgg13", num_classes, weights, **kwargs)
+
+
+def vgg16(num_classes=1000, weights=None, **kwargs):
+    """VGG-16 (configuration D): 13 convolutions, 138,357,544 parameters.
+
+    ``weights="imagenet"`` loads the converted torchvision weights from the
+    cache (``python -m minicnn download vgg16`` puts them there).
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        from .weights import cached_weights
+        weights = cached_weights("vgg16")
+    return vgg("vgg16", num_classes, weights, **kwargs)
+
+
+def vgg19(num_classes=1000, weights=None, **kwargs):
+    """VGG-19 (configuration E)."""
+    return vgg("vgg19", num_classes, weights, **kwargs)
+
+
+ARCHITECTURES = {"vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19}
