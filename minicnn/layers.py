@@ -164,14 +164,30 @@ def col2im(dcols, x_shape, kh, kw, stride, padding):
     return dx[:, :, ph:ph + H, pw:pw + W]
 
 
+COLUMN_BUDGET = 64 * 2 ** 20
+
+
+def image_chunks(n_images, bytes_per_image):
+    """Slices of the batch whose columns fit in COLUMN_BUDGET bytes (at least one image each).
+
+    A batch of large images is unfolded a few images at a time, so the
+    columns stay ~100 MB whatever the batch size (VGG-16's second layer needs
+    115 MB of columns per image)."""
+    step = max(1, COLUMN_BUDGET // max(1, bytes_per_image))
+    return [slice(i, min(n_images, i + step)) for i in range(0, n_images, step)]
+
+
 def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
     """x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, H', W'): im2col + one matrix product."""
-    N, _, H, W = x.shape
+    N, C, H, W = x.shape
     F, _, kh, kw = w.shape
-    cols = im2col(x, kh, kw, stride, padding, reuse=True)       # (N, C*KH*KW, H'*W')
-    out = w.reshape(F, -1) @ cols                                # (N, F, H'*W')
-    return out.reshape(N, F, conv_output_size(H, kh, stride[0], padding[0]),
-                       conv_output_size(W, kw, stride[1], padding[1]))
+    Ho = conv_output_size(H, kh, stride[0], padding[0])
+    Wo = conv_output_size(W, kw, stride[1], padding[1])
+    out = np.empty((N, F, Ho * Wo), dtype=x.dtype)
+    for part in image_chunks(N, C * kh * kw * Ho * Wo * x.itemsize):
+        cols = im2col(x[part], kh, kw, stride, padding, reuse=True)     # (n, C*KH*KW, H'*W')
+        np.matmul(w.reshape(F, -1), cols, out=out[part])                 # (n, F, H'*W')
+    return out.reshape(N, F, Ho, Wo)
 
 
 class Conv2d(Layer):
@@ -233,6 +249,7 @@ class Conv2d(Layer):
         Ho = conv_output_size(x.shape[2], kh, s[0], p[0])
         Wo = conv_output_size(x.shape[3], kw, s[1], p[1])
         self._check_dout(dout, (N, F, Ho, Wo))
+        d = dout.reshape(N, F, Ho * Wo)
         if s == (1, 1) and p[0] < kh and p[1] < kw and F <= x.shape[1]:
             # For stride 1, the input gradient is itself a convolution: dout
             # padded by K-1-pad, with the kernel flipped and in/out swapped (a
@@ -241,13 +258,17 @@ class Conv2d(Layer):
             w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             dx = conv2d(dout, w_flipped, (1, 1), (kh - 1 - p[0], kw - 1 - p[1]))
         else:
-            dcols = scratch((N, w[0].size, Ho * Wo), dout.dtype)
-            np.matmul(w.reshape(F, -1).T, dout.reshape(N, F, Ho * Wo), out=dcols)   # (N, C*KH*KW, H'*W')
-            dx = col2im(dcols, x.shape, kh, kw, s, p)
+            dx = np.empty(x.shape, dtype=dout.dtype)
+            for part in image_chunks(N, w[0].size * Ho * Wo * dout.itemsize):
+                dcols = scratch((part.stop - part.start, w[0].size, Ho * Wo), dout.dtype)
+                np.matmul(w.reshape(F, -1).T, d[part], out=dcols)            # (n, C*KH*KW, H'*W')
+                dx[part] = col2im(dcols, dx[part].shape, kh, kw, s, p)
         if param_grads:
-            cols = im2col(x, kh, kw, s, p, reuse=True)
-            self.grads["weight"] = np.tensordot(dout.reshape(N, F, Ho * Wo), cols,
-                                                axes=([0, 2], [0, 2])).reshape(w.shape)
+            grad = np.zeros((F, w[0].size), dtype=w.dtype)
+            for part in image_chunks(N, w[0].size * Ho * Wo * x.itemsize):
+                cols = im2col(x[part], kh, kw, s, p, reuse=True)
+                grad += np.tensordot(d[part], cols, axes=([0, 2], [0, 2]))
+            self.grads["weight"] = grad.reshape(w.shape)
             if "bias" in self.params:
                 self.grads["bias"] = dout.sum(axis=(0, 2, 3))
         return dx

@@ -1,0 +1,368 @@
+"""Pixel attribution methods: plain functions, NumPy in, NumPy out.
+
+Common contract: ``method(model, x, target=None, ...)`` where
+
+- model: a ``minicnn.Sequential`` classifier, returning logits (N, K);
+- x: images (N, C, H, W), with the model's dtype;
+- target: an int (the same class for every image), a sequence of N ints, or
+  None (each image's predicted class).
+
+The differentiated score is always the target class's logit, before the
+softmax (as in Simonyan et al. and Grad-CAM).
+"""
+import numpy as np
+
+from minicnn.layers import Conv2d, ReLU
+
+IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+SMOOTHGRAD_VARIANTS = ("mean", "squared", "var")
+
+
+# --------------------------------------------------------------------------
+# The shared first steps: check the input, run the model, pick the targets
+# --------------------------------------------------------------------------
+
+def check_images(x):
+    """Raise ValueError unless x is a finite floating-point (N, C, H, W) array."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"x must be a NumPy array of images (N, C, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = "; for one image use x[None]" if x.ndim == 3 else ""
+        raise ValueError(f"x must have shape (N, C, H, W), got {x.shape}{hint}")
+    if x.dtype.kind != "f":
+        raise ValueError(f"x must be float32 or float64 (scaled and normalized images), got {x.dtype}")
+    if not np.isfinite(x).all():
+        raise ValueError("x contains NaN or infinity; only finite values are accepted")
+
+
+def resolve_targets(target, logits):
+    """The target class of each image as an int array (N,), checked against the K logits."""
+    N, K = logits.shape
+    if target is None:
+        return logits.argmax(axis=1)
+    targets = np.atleast_1d(np.asarray(target))
+    if targets.dtype.kind not in "iu" or targets.ndim != 1:
+        raise ValueError(f"target must be an int, a sequence of {N} ints or None, got {target!r}")
+    if targets.size == 1:
+        targets = np.repeat(targets, N)
+    if targets.size != N:
+        raise ValueError(f"target has {targets.size} entries for {N} images; give one int or {N} ints")
+    if targets.min() < 0 or targets.max() >= K:
+        raise ValueError(f"target {targets.tolist()} out of range: the model has {K} classes (0 to {K - 1})")
+    return targets
+
+
+def one_hot(targets, logits):
+    """d(logit of each image's target) / d(logits): (N, K), 1 at the target, else 0."""
+    dout = np.zeros_like(logits)
+    dout[np.arange(len(targets)), targets] = 1
+    return dout
+
+
+def sum_by_image(total, rows, values):
+    """total[r] += values[k] for each row k of image r = rows[k] (rows sorted)."""
+    for r in np.unique(rows):
+        total[r] += values[rows == r].sum(axis=0)
+
+
+def _gradient(model, x, target, relu_rule):
+    check_images(x)
+    logits = model.forward(x)
+    targets = resolve_targets(target, logits)
+    return model.backward(one_hot(targets, logits), relu_rule=relu_rule)
+
+
+# --------------------------------------------------------------------------
+# Gradient methods: one backward pass each, differing only in the ReLU rule
+# --------------------------------------------------------------------------
+
+def vanilla_gradient(model, x, target=None):
+    """Vanilla Gradient (Simonyan et al. 2013): d logit / d x, signed, (N, C, H, W).
+
+    The paper displays max over channels of |gradient|; that reduction is in
+    ``attribution.visualize``, the raw signed gradient is returned here.
+    """
+    return _gradient(model, x, target, "gradient")
+
+
+def gradient_x_input(model, x, target=None):
+    """Gradient x Input: x * d logit / d x, (N, C, H, W)."""
+    return x * vanilla_gradient(model, x, target)
+
+
+def deconvnet(model, x, target=None):
+    """DeconvNet (Zeiler & Fergus 2014) as a backward pass, (N, C, H, W).
+
+    Every ReLU passes ``g * (g > 0)``; conv, pooling switches and linear
+    layers use their ordinary gradient (Springenberg et al.'s formulation).
+    """
+    return _gradient(model, x, target, "deconvnet")
+
+
+def guided_backprop(model, x, target=None):
+    """Guided Backprop (Springenberg et al. 2015), (N, C, H, W): every ReLU
+    passes ``g * (x > 0) * (g > 0)``."""
+    return _gradient(model, x, target, "guided")
+
+
+# --------------------------------------------------------------------------
+# Grad-CAM
+# --------------------------------------------------------------------------
+
+def default_cam_layer(model):
+    """The rectified output of the last convolution: the ReLU right after the
+    last Conv2d (``features.29`` in VGG-16), or the conv itself if no ReLU follows."""
+    layers = model.named_layers()
+    convs = [i for i, (_, layer) in enumerate(layers) if isinstance(layer, Conv2d)]
+    if not convs:
+        raise ValueError("the model has no Conv2d layer; name a layer for Grad-CAM")
+    i = convs[-1]
+    if i + 1 < len(layers) and isinstance(layers[i + 1][1], ReLU):
+        i += 1
+    return layers[i][0]
+
+
+def grad_cam(model, x, target=None, layer=None):
+    """Grad-CAM (Selvaraju et al. 2017): the coarse map (N, h, w) at ``layer``.
+
+    1. forward; 2. the gradient of the target logit at the layer's output
+    A (N, K, h, w); 3. alpha_k = the mean of that gradient over (h, w);
+    4. ReLU(sum_k alpha_k A_k). No upsampling or scaling here: see
+    ``upsample`` and ``scale_01``. layer: a layer name, default
+    ``default_cam_layer(model)``; its output must be spatial (4-D).
+    """
+    check_images(x)
+    name = default_cam_layer(model) if layer is None else layer
+    logits = model.forward(x)
+    spatial = [n for n, out in model.outputs.items() if out.ndim == 4]
+    if name not in spatial:
+        reason = "has no spatial output" if name in model.outputs else "is not a layer of this model"
+        raise ValueError(f"Grad-CAM layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
+    targets = resolve_targets(target, logits)
+    A = model.outputs[name]                                               # (N, K, h, w)
+    dA = model.backward(one_hot(targets, logits), until=name)             # (N, K, h, w)
+    alpha = dA.mean(axis=(2, 3))                                          # (N, K)
+    return np.maximum(np.einsum("nk,nkhw->nhw", alpha, A), 0)
+
+
+def resize_matrix(n_in, n_out, mode="bilinear", dtype=np.float64):
+    """The (n_out, n_in) matrix that resizes one axis like ``F.interpolate``.
+
+    bilinear (align_corners=False): source ``(d + 0.5) * n_in / n_out - 0.5``,
+    clamped at 0, between its two neighbours; nearest: source
+    ``floor(d * n_in / n_out)``.
+    """
+    R = np.zeros((n_out, n_in), dtype=dtype)
+    scale = n_in / n_out
+    for d in range(n_out):
+        if mode == "nearest":
+            R[d, min(int(np.floor(d * scale)), n_in - 1)] = 1
+        elif mode == "bilinear":
+            src = max((d + 0.5) * scale - 0.5, 0.0)
+            i0 = int(src)
+            i1 = min(i0 + 1, n_in - 1)
+            frac = src - i0
+            R[d, i0] += 1 - frac
+            R[d, i1] += frac
+        else:
+            raise ValueError(f"unknown upsampling mode {mode!r}; use 'bilinear' or 'nearest'")
+    return R
+
+
+def upsample(maps, size, mode="bilinear"):
+    """Resize maps (N, h, w) to ``size`` = (H, W): ``R_h @ maps @ R_w.T``."""
+    maps = np.asarray(maps)
+    H, W = size
+    Rh = resize_matrix(maps.shape[-2], H, mode, maps.dtype)
+    Rw = resize_matrix(maps.shape[-1], W, mode, maps.dtype)
+    return Rh @ maps @ Rw.T
+
+
+def scale_01(maps):
+    """Scale each map (N, ...) to [0, 1] by its own min and max (a constant map becomes 0)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = maps.reshape(len(maps), -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    span = np.where(hi > lo, hi - lo, 1)
+    return ((flat - lo[:, None]) / span[:, None]).reshape(maps.shape)
+
+
+def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
+    """Guided Grad-CAM: Guided Backprop (N, C, H, W) times the Grad-CAM map
+    upsampled to (H, W) with ``mode`` and broadcast over channels.
+
+    The paper upsamples bilinearly; Captum's GuidedGradCam uses "nearest".
+    The Grad-CAM map is not scaled to [0, 1] before the product (as in Captum).
+    """
+    check_images(x)
+    targets = resolve_targets(target, model.forward(x))     # fix the classes once for both parts
+    cam = grad_cam(model, x, targets, layer)
+    return guided_backprop(model, x, targets) * upsample(cam, x.shape[2:], mode)[:, None]
+
+
+# --------------------------------------------------------------------------
+# SmoothGrad: any method, averaged over noisy copies
+# --------------------------------------------------------------------------
+
+def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, stdev=None, batch_size=10,
+               seed=None, variant="mean", noise=None, **method_kwargs):
+    """SmoothGrad (Smilkov et al. 2017) around any method above.
+
+    R(x) = mean over i of method(x + g_i), g_i ~ N(0, sigma^2), where
+    sigma = noise_level * (x.max() - x.min()) per image (the paper's and PAIR's
+    convention), or the absolute ``stdev`` if given (Captum's convention).
+
+    variant: "mean" (SmoothGrad), "squared" (mean of squares, SmoothGrad^2)
+        or "var" (VarGrad: E[a^2] - E[a]^2).
+    noise: optional (N, n_samples, C, H, W) array used instead of random
+        noise, to compare exactly with another implementation.
+    target: None means each image's predicted class on the clean image, kept
+        for all its noisy copies. The noisy copies go through ``method`` in
+        batches of ``batch_size``. Returns the shape ``method`` returns for one image, per image.
+    """
+    check_images(x)
+    if variant not in SMOOTHGRAD_VARIANTS:
+        raise ValueError(f"unknown SmoothGrad variant {variant!r}; use one of {SMOOTHGRAD_VARIANTS}")
+    if n_samples < 1 or batch_size < 1:
+        raise ValueError(f"n_samples and batch_size must be >= 1, got {n_samples} and {batch_size}")
+    N = len(x)
+    targets = resolve_targets(target, model.forward(x))
+    if noise is None:
+        if stdev is None:
+            stdev = noise_level * (x.reshape(N, -1).max(axis=1) - x.reshape(N, -1).min(axis=1))
+        sigma = np.broadcast_to(np.asarray(stdev, dtype=np.float64), (N,))
+        rng = np.random.default_rng(seed)
+        noise = rng.standard_normal((N, n_samples) + x.shape[1:]) * sigma[:, None, None, None, None]
+    elif noise.shape != (N, n_samples) + x.shape[1:]:
+        raise ValueError(f"noise must have shape {(N, n_samples) + x.shape[1:]}, got {noise.shape}")
+    noisy = (x[:, None] + noise).astype(x.dtype).reshape((N * n_samples,) + x.shape[1:])
+    noisy_targets = np.repeat(targets, n_samples)
+    total = total_sq = None
+    for start in range(0, len(noisy), batch_size):
+        a = method(model, noisy[start:start + batch_size], noisy_targets[start:start + batch_size],
+                   **method_kwargs)
+        rows = np.arange(start, start + len(a)) // n_samples   # the image each row belongs to
+        if total is None:
+            total = np.zeros((N,) + a.shape[1:], dtype=np.float64)
+            total_sq = np.zeros_like(total)
+        sum_by_image(total, rows, a)
+        sum_by_image(total_sq, rows, a.astype(np.float64) ** 2)
+    mean, mean_sq = total / n_samples, total_sq / n_samples
+    result = {"mean": mean, "squared": mean_sq, "var": mean_sq - mean ** 2}[variant]
+    return result.astype(x.dtype)
+
+
+# --------------------------------------------------------------------------
+# Integrated Gradients
+# --------------------------------------------------------------------------
+
+def ig_points(steps, method="riemann_trapezoid"):
+    """(alphas, weights) of the path integral's quadrature on [0, 1], as Captum defines them.
+
+    riemann_trapezoid: alphas = linspace(0, 1, n), weights 1/n with the first
+    and last halved (they sum to (n-1)/n, Captum's choice); riemann_left,
+    _right, _middle: n points at the left ends, right ends or middles of n
+    equal steps, weights 1/n; gausslegendre: Gauss-Legendre nodes on [0, 1].
+    """
+    if method not in IG_METHODS:
+        raise ValueError(f"unknown integration method {method!r}; use one of {IG_METHODS}")
+    if not isinstance(steps, (int, np.integer)) or steps < (2 if method == "riemann_trapezoid" else 1):
+        raise ValueError(f"steps must be an int >= {2 if method == 'riemann_trapezoid' else 1}, got {steps!r}")
+    n = int(steps)
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+        return 0.5 * (nodes + 1), 0.5 * weights
+    weights = np.full(n, 1.0 / n)
+    if method == "riemann_trapezoid":
+        weights[0] = weights[-1] = 0.5 / n
+        return np.linspace(0, 1, n), weights
+    alphas = {"riemann_left": np.linspace(0, 1 - 1 / n, n), "riemann_right": np.linspace(1 / n, 1, n),
+              "riemann_middle": np.linspace(1 / (2 * n), 1 - 1 / (2 * n), n)}[method]
+    return alphas, weights
+
+
+def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="riemann_trapezoid",
+                         batch_size=25):
+    """Integrated Gradients (Sundararajan et al. 2017).
+
+    IG(x) = (x - x') * sum_j w_j * dF(x' + a_j (x - x'))/dx with the
+    quadrature of ``ig_points`` (Captum's), F the target logit, x' the
+    baseline (zeros by default: a black image before normalization is not
+    zero after it; pass the baseline you mean). The path points of all images
+    go through the model in batches of ``batch_size``.
+
+    Returns (attributions (N, C, H, W), delta (N,)) where delta, the
+    completeness error, is sum(attributions) - (F(x) - F(x')).
+    """
+    check_images(x)
+    N = len(x)
+    baseline = np.zeros_like(x) if baseline is None else np.broadcast_to(np.asarray(baseline, x.dtype), x.shape)
+    if not np.isfinite(baseline).all():
+        raise ValueError("the baseline contains NaN or infinity")
+    alphas, weights = ig_points(steps, method)
+    logits = model.forward(x)
+    targets = resolve_targets(target, logits)
+    end = logits[np.arange(N), targets]
+    start = model.forward(baseline)[np.arange(N), targets]
+    # every (image, alpha) pair as one row: image-major
+    path = (baseline[:, None] + alphas[:, None, None, None].astype(x.dtype) * (x - baseline)[:, None])
+    path = path.reshape((N * len(alphas),) + x.shape[1:])
+    row_weights = np.tile(weights, N)
+    row_targets = np.repeat(targets, len(alphas))
+    total = np.zeros_like(x, dtype=np.float64)
+    for s in range(0, len(path), batch_size):
+        grads = vanilla_gradient(model, path[s:s + batch_size], row_targets[s:s + batch_size])
+        weighted = grads * row_weights[s:s + batch_size, None, None, None]
+        sum_by_image(total, np.arange(s, s + len(grads)) // len(alphas), weighted)
+    attributions = ((x - baseline) * total).astype(x.dtype)
+    delta = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - (end - start)
+    return attributions, delta
+
+
+# --------------------------------------------------------------------------
+# Occlusion
+# --------------------------------------------------------------------------
+
+def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_size=32):
+    """Occlusion (Zeiler & Fergus 2014): how much the target logit drops when
+    a window of the image is replaced by ``baseline``.
+
+    Windows (h, w) cover all channels and start at 0, s, 2s, ...:
+    ``ceil((H - h) / s) + 1`` positions per axis, the last one cut at the edge
+    when the stride does not divide (Captum's layout). Each pixel gets the
+    mean drop of the windows that cover it. Returns (N, C, H, W), equal
+    across channels. The occluded copies go through the model in batches.
+    """
+    check_images(x)
+    N, C, H, W = x.shape
+    wh, ww = (window, window) if np.isscalar(window) else tuple(window)
+    sh, sw = (stride, stride) if np.isscalar(stride) else tuple(stride)
+    if not (0 < wh <= H and 0 < ww <= W and sh > 0 and sw > 0):
+        raise ValueError(f"window {(wh, ww)} must fit the image {(H, W)} and stride {(sh, sw)} be positive")
+    baseline = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
+    logits = model.forward(x)
+    targets = resolve_targets(target, logits)
+    original = logits[np.arange(N), targets]
+    starts = [(i, j) for i in range(0, int(np.ceil((H - wh) / sh)) * sh + 1, sh)
+              for j in range(0, int(np.ceil((W - ww) / sw)) * sw + 1, sw)]
+    total = np.zeros((N, H, W), dtype=np.float64)
+    count = np.zeros((H, W), dtype=np.float64)
+    for i, j in starts:
+        count[i:i + wh, j:j + ww] += 1
+    for n in range(N):
+        for b in range(0, len(starts), batch_size):
+            chunk = starts[b:b + batch_size]
+            batch = np.repeat(x[n:n + 1], len(chunk), axis=0)
+            for k, (i, j) in enumerate(chunk):
+                batch[k, :, i:i + wh, j:j + ww] = baseline[n, :, i:i + wh, j:j + ww]
+            drops = original[n] - model.forward(batch)[:, targets[n]]
+            for drop, (i, j) in zip(drops, chunk):
+                total[n, i:i + wh, j:j + ww] += drop
+    maps = (total / count).astype(x.dtype)
+    return np.repeat(maps[:, None], C, axis=1)
+
+
+METHODS = {
+    "vanilla_gradient": vanilla_gradient, "gradient_x_input": gradient_x_input, "deconvnet": deconvnet,
+    "guided_backprop": guided_backprop, "grad_cam": grad_cam, "guided_grad_cam": guided_grad_cam,
+}
