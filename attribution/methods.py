@@ -132,13 +132,17 @@ def grad_cam(model, x, target=None, layer=None):
     ``default_cam_layer(model)``; its output must be spatial (4-D).
     """
     check_images(x)
-    name = default_cam_layer(model) if layer is None else layer
     logits = model.forward(x)
+    return _grad_cam_after_forward(model, logits, resolve_targets(target, logits), layer)
+
+
+def _grad_cam_after_forward(model, logits, targets, layer):
+    """Grad-CAM steps 2-4, reusing the forward pass whose outputs the model holds."""
+    name = default_cam_layer(model) if layer is None else layer
     spatial = [n for n, out in model.outputs.items() if out.ndim == 4]
     if name not in spatial:
         reason = "has no spatial output" if name in model.outputs else "is not a layer of this model"
         raise ValueError(f"Grad-CAM layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
-    targets = resolve_targets(target, logits)
     A = model.outputs[name]                                               # (N, K, h, w)
     dA = model.backward(one_hot(targets, logits), until=name)             # (N, K, h, w)
     alpha = dA.mean(axis=(2, 3))                                          # (N, K)
@@ -195,9 +199,11 @@ def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
     The Grad-CAM map is not scaled to [0, 1] before the product (as in Captum).
     """
     check_images(x)
-    targets = resolve_targets(target, model.forward(x))     # fix the classes once for both parts
-    cam = grad_cam(model, x, targets, layer)
-    return guided_backprop(model, x, targets) * upsample(cam, x.shape[2:], mode)[:, None]
+    logits = model.forward(x)                 # one forward serves both backward passes
+    targets = resolve_targets(target, logits)
+    cam = _grad_cam_after_forward(model, logits, targets, layer)
+    guided = model.backward(one_hot(targets, logits), relu_rule="guided")
+    return guided * upsample(cam, x.shape[2:], mode)[:, None]
 
 
 # --------------------------------------------------------------------------

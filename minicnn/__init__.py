@@ -5,8 +5,8 @@
     out = model.forward(x)                              # x: (N, 3, H, W)
     dx = model.backward(dout, relu_rule="guided")       # the Guided Backprop rule at every ReLU
 """
-from .layers import (RELU_RULES, AdaptiveAvgPool2d, AvgPool2d, Conv2d, Dropout, Flatten, Layer, Linear,
-                     MaxPool2d, ReLU)
+from .layers import (RELU_RULES, AdaptiveAvgPool2d, AvgPool2d, ConstantPad2d, Conv2d, Dropout, Flatten, Layer, Linear,
+                     MaxPool2d, Normalize, ReLU)
 from .sequential import Sequential
 from .losses import softmax, softmax_cross_entropy
 from .optim import SGD, Adam
@@ -16,7 +16,7 @@ from .gradcheck import check_layer, numeric_vjp, rel_error
 __version__ = "0.1.0"
 
 __all__ = [
-    "RELU_RULES", "AdaptiveAvgPool2d", "AvgPool2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
-    "MaxPool2d", "ReLU", "Sequential", "softmax", "softmax_cross_entropy", "SGD", "Adam", "evaluate_accuracy",
+    "RELU_RULES", "AdaptiveAvgPool2d", "AvgPool2d", "ConstantPad2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
+    "MaxPool2d", "Normalize", "ReLU", "Sequential", "softmax", "softmax_cross_entropy", "SGD", "Adam", "evaluate_accuracy",
     "fit", "check_layer", "numeric_vjp", "rel_error",
 ]

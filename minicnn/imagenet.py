@@ -11,7 +11,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def load_image(image, max_pixels=200_000_000):
-    """A PIL image (RGB) from a path, a PIL image or an (H, W[, C]) array.
+    """A PIL image (RGB) from a path, an open file, a PIL image or an (H, W[, C]) array.
 
     Greyscale, RGBA, palette and 16-bit images are converted to 8-bit RGB
     (16-bit by scaling 0..65535 to 0..255; RGBA by dropping alpha).
@@ -19,6 +19,13 @@ def load_image(image, max_pixels=200_000_000):
     """
     from PIL import Image, UnidentifiedImageError
     Image.MAX_IMAGE_PIXELS = max_pixels
+    if hasattr(image, "read"):                       # an open file
+        try:
+            with Image.open(image) as img:
+                img.load()
+                image = img.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise ValueError(f"not an image PIL can read ({e})") from None
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():

@@ -267,7 +267,7 @@ class Conv2d(Layer):
             grad = np.zeros((F, w[0].size), dtype=w.dtype)
             for part in image_chunks(N, w[0].size * Ho * Wo * x.itemsize):
                 cols = im2col(x[part], kh, kw, s, p, reuse=True)
-                grad += np.tensordot(d[part], cols, axes=([0, 2], [0, 2]))
+                grad += np.matmul(d[part], cols.transpose(0, 2, 1)).sum(axis=0)   # sum over the batch
             self.grads["weight"] = grad.reshape(w.shape)
             if "bias" in self.params:
                 self.grads["bias"] = dout.sum(axis=(0, 2, 3))
@@ -542,6 +542,62 @@ class Flatten(Layer):
         shape = self._cached()
         self._check_dout(dout, (shape[0], int(np.prod(shape[1:]))))
         return dout.reshape(shape)
+
+
+class ConstantPad2d(Layer):
+    """Pad H and W by ``padding`` on every side with ``value`` (torch.nn.ConstantPad2d, symmetric)."""
+
+    def __init__(self, padding, value=0.0):
+        super().__init__()
+        self.padding = _pair(padding, "padding")
+        self.value = float(value)
+
+    def extra_repr(self):
+        return f"padding={self.padding}, value={self.value}"
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw). Cache: the input shape."""
+        self._check_input(x, 4, "(N, C, H, W)")
+        ph, pw = self.padding
+        self.cache = x.shape
+        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=self.value)
+
+    def backward(self, dout, param_grads=False):
+        """The padding is constant: only the inner part passes its gradient back."""
+        N, C, H, W = self._cached()
+        ph, pw = self.padding
+        self._check_dout(dout, (N, C, H + 2 * ph, W + 2 * pw))
+        return dout[:, :, ph:ph + H, pw:pw + W]
+
+
+class Normalize(Layer):
+    """``(x - mean) / std`` per channel, torchvision's Normalize as a layer.
+
+    Putting it inside the model lets the model take images in [0, 1], so that
+    attributions are gradients with respect to the image itself.
+    mean, std: sequences of C numbers.
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        if self.mean.ndim != 1 or self.mean.shape != self.std.shape or (self.std <= 0).any():
+            raise ValueError("Normalize: mean and std must be sequences of C numbers, std > 0")
+
+    def extra_repr(self):
+        return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> same shape. Cache: the input shape."""
+        self._check_input(x, 4, "(N, C, H, W)", channels=len(self.mean))
+        self.cache = x.shape
+        mean, std = self.mean.astype(x.dtype), self.std.astype(x.dtype)
+        return (x - mean[:, None, None]) / std[:, None, None]
+
+    def backward(self, dout, param_grads=False):
+        self._check_dout(dout, self._cached())
+        return dout / self.std.astype(dout.dtype)[:, None, None]
 
 
 class Dropout(Layer):

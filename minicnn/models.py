@@ -9,7 +9,7 @@ parameters and so changes no weight name.)
 """
 import numpy as np
 
-from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
+from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Normalize, ReLU
 from .sequential import Sequential
 
 # Output channels of each 3x3 convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman 2014, table 1).
@@ -58,6 +58,23 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
     return model.eval()
 
 
+def vgg_init(model, rng):
+    """torchvision's VGG initialisation, for training from scratch: conv weights
+    He-normal (std sqrt(2 / (F*KH*KW))), linear weights N(0, 0.01), biases 0.
+    (PyTorch's default uniform init shrinks the signal at every ReLU layer, and
+    a deep plain net then does not start to learn.)"""
+    for _, layer in model.named_layers():
+        if isinstance(layer, Conv2d):
+            w = layer.params["weight"]
+            std = np.sqrt(2.0 / (w.shape[0] * w.shape[2] * w.shape[3]))
+            layer.params["weight"] = (rng.standard_normal(w.shape) * std).astype(w.dtype)
+        elif isinstance(layer, Linear):
+            w = layer.params["weight"]
+            layer.params["weight"] = (rng.standard_normal(w.shape) * 0.01).astype(w.dtype)
+        if "bias" in layer.params:
+            layer.params["bias"] = np.zeros_like(layer.params["bias"])
+
+
 def vgg11(num_classes=1000, weights=None, **kwargs):
     """VGG-11 (configuration A)."""
     return vgg("vgg11", num_classes, weights, **kwargs)
@@ -86,3 +103,50 @@ def vgg19(num_classes=1000, weights=None, **kwargs):
 
 
 ARCHITECTURES = {"vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19}
+
+
+SHAPES_WEIGHTS = "data/shapes_net.npz"
+SHAPES_MEAN, SHAPES_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
+    """The demo model: a small VGG-style net for 64x64 ``minicnn.data`` shapes.
+
+    It takes images in [0, 1] (its first layer normalizes them). The same
+    layer kinds as VGG-16: 3x3 conv + ReLU blocks and 2x2 max-pools
+    (``features``), an adaptive average pool, and a Linear/ReLU/Dropout
+    classifier. Its Grad-CAM layer is ``features.12`` (8x8 at 64x64 input).
+    pretrained: load the weights shipped with the package (trained by
+    ``python -m minicnn train shapes``).
+    """
+    rng = np.random.default_rng(seed)
+
+    def conv(cin, cout):
+        return Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)
+
+    model = Sequential({
+        "normalize": Normalize(SHAPES_MEAN, SHAPES_STD),                         # images in [0, 1] come in
+        "features": Sequential(
+            conv(3, 16), ReLU(), MaxPool2d(2),                                   # 64 -> 32
+            conv(16, 32), ReLU(), conv(32, 32), ReLU(), MaxPool2d(2),            # 32 -> 16
+            conv(32, 64), ReLU(), conv(64, 64), ReLU(), MaxPool2d(2),            # 16 -> 8
+            conv(64, 64), ReLU()),                                                # the Grad-CAM layer: 8x8
+        "avgpool": AdaptiveAvgPool2d(4),
+        "flatten": Flatten(),
+        "classifier": Sequential(Linear(64 * 4 * 4, 128, dtype=dtype, rng=rng), ReLU(), Dropout(0.3, rng=rng),
+                                 Linear(128, num_classes, dtype=dtype, rng=rng)),
+    })
+    vgg_init(model, rng)
+    if pretrained:
+        from importlib import resources
+
+        from .weights import load_weights
+        with resources.as_file(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)) as path:
+            if not path.exists():
+                raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train shapes")
+            load_weights(model, path)
+        model.to(dtype)
+    return model.eval()
+
+
+ARCHITECTURES["shapes_net"] = shapes_net

@@ -4,7 +4,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_torch_checkpoint
+from .files import atomic_write
 
 TORCHVISION_BASE_URL = "https://download.pytorch.org/models"
 # torchvision's file names; the 8 hex digits are the start of the file's SHA-256.
@@ -73,16 +73,8 @@ def load_weights(model, path):
 
 def atomic_save_npz(path, arrays):
     """Write ``arrays`` to ``path`` as .npz through a temporary file and a rename: no half file, ever."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def convert(arch, src, dst):
@@ -141,10 +133,9 @@ def fetch(url, dest_dir, progress=sys.stderr, timeout=60, chunk=1 << 20):
                 raise ChecksumError(f"{dest} is already there but its SHA-256 is {got}, expected one starting "
                                     f"with {expected}; remove it and download again")
         return dest
-    fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".partial", dir=dest_dir)
     digest, done = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_write(dest) as f, urllib.request.urlopen(url, timeout=timeout) as response:
             total = int(response.headers.get("Content-Length") or 0)
             while True:
                 block = response.read(chunk)
@@ -160,21 +151,15 @@ def fetch(url, dest_dir, progress=sys.stderr, timeout=60, chunk=1 << 20):
                 print(file=progress)
             if total and done != total:
                 raise ConnectionError(f"the connection closed after {done} of {total} bytes")
-        got = digest.hexdigest()
-        if expected and not got.startswith(expected):
-            raise ChecksumError(f"{name}: checksum mismatch: expected a SHA-256 starting with {expected}, "
-                                f"got {got}; the download was discarded")
-        os.replace(tmp, dest)
+            got = digest.hexdigest()
+            if expected and not got.startswith(expected):
+                raise ChecksumError(f"{name}: checksum mismatch: expected a SHA-256 starting with {expected}, "
+                                    f"got {got}; the download was discarded")
         return dest
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, urllib.error.HTTPError):
-            raise ConnectionError(f"{url}: HTTP {e.code} {e.reason}") from e
-        if isinstance(e, (urllib.error.URLError, OSError)) and not isinstance(e, ChecksumError):
-            reason = getattr(e, "reason", e)
-            raise ConnectionError(f"could not download {url}: {reason}") from e
-        raise
+    except urllib.error.HTTPError as e:
+        raise ConnectionError(f"{url}: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError) as e:
+        raise ConnectionError(f"could not download {url}: {getattr(e, 'reason', e)}") from e
 
 
 def download(arch, base_url=TORCHVISION_BASE_URL, dest_dir=None, progress=sys.stderr):

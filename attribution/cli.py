@@ -1,0 +1,255 @@
+"""``attribution``: explain images and draw the comparison figure.
+
+    attribution demo [--out FILE]
+        the shipped shapes model on generated images (no download); writes the figure
+    attribution explain IMAGE... [--model shapes|vgg16|PATH] [--methods ...] [--target CLASS]
+                                 [--out FILE] [--save-maps FILE.npz]
+        explain your own images
+    attribution evaluate [--n N] [--out DIR]
+        localization, class sensitivity and the sanity checks on the shapes model
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+# name on the command line -> (column title, how to compute it)
+METHOD_CHOICES = {
+    "vanilla": "Vanilla Gradient",
+    "deconvnet": "DeconvNet",
+    "guided": "Guided Backprop",
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
+    "smoothgrad": "SmoothGrad (noise 5%)",
+    "gradient_x_input": "Gradient x Input",
+    "integrated_gradients": "Integrated Gradients",
+    "occlusion": "Occlusion",
+}
+DEFAULT_METHODS = ["vanilla", "deconvnet", "guided", "gradcam", "guided_gradcam", "smoothgrad"]
+MODEL_CHOICES = ("shapes", "vgg16")
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed as 'error: ...', exit status 2."""
+
+
+def compute_maps(model, x, targets, methods, seed=0):
+    """{column title: raw map} for the chosen method names, on images x (N, C, H, W)."""
+    import attribution as attr
+    compute = {
+        "vanilla": lambda: attr.vanilla_gradient(model, x, targets),
+        "deconvnet": lambda: attr.deconvnet(model, x, targets),
+        "guided": lambda: attr.guided_backprop(model, x, targets),
+        "gradcam": lambda: attr.grad_cam(model, x, targets),
+        "guided_gradcam": lambda: attr.guided_grad_cam(model, x, targets),
+        # 5% noise, not the paper's 15%: the small shapes model was trained on images with little noise,
+        # and at 15% its maps degrade (tutorial 6 shows the sweep)
+        "smoothgrad": lambda: attr.smoothgrad(attr.vanilla_gradient, model, x, targets, n_samples=50,
+                                              noise_level=0.05, seed=seed),
+        "gradient_x_input": lambda: attr.gradient_x_input(model, x, targets),
+        "integrated_gradients": lambda: attr.integrated_gradients(model, x, targets, steps=32)[0],
+        "occlusion": lambda: attr.occlusion(model, x, targets, window=x.shape[-1] // 8, stride=x.shape[-1] // 16),
+    }
+    return {METHOD_CHOICES[m]: compute[m]() for m in methods}
+
+
+def _check_output(path, inputs=(), suffixes=(".png", ".pdf", ".svg", ".jpg")):
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"the output {path} must end in one of {', '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise UsageError(f"the output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"the output folder {path.parent} is not writable")
+    for source in inputs:
+        if Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
+            raise UsageError(f"the output {path} is one of the input images; choose another name")
+    return path
+
+
+def _labels(probs, targets, names):
+    rows = []
+    for p, t in zip(probs, targets):
+        top = int(np.argmax(p))
+        text = f"pred: {names[top]} ({p[top]:.0%})"
+        if t != top:
+            text += f"\nexplained: {names[t]} ({p[t]:.0%})"
+        rows.append(text)
+    return rows
+
+
+def run_demo(out, seed=0):
+    """The shipped model on generated shapes: 4 single objects and one two-object image, explained for each."""
+    from minicnn import softmax
+    from minicnn.data import SHAPE_CLASSES, make_composites, make_shapes
+    from minicnn.models import shapes_net
+
+    from .visualize import comparison_figure, save_figure
+    out = _check_output(out)
+    model = shapes_net(pretrained=True)
+    singles, _, _ = make_shapes(4, seed=seed + 1)
+    pair, pair_labels, _ = make_composites(1, seed=seed + 6)
+    x = np.concatenate([singles, pair, pair])                      # the composite twice: one row per object
+    probs = softmax(model.forward(x))
+    targets = np.concatenate([probs[:4].argmax(axis=1), pair_labels[0]])
+    maps = compute_maps(model, x, targets, DEFAULT_METHODS, seed=seed)
+    labels = _labels(probs, targets, SHAPE_CLASSES)
+    fig = comparison_figure(x, maps, labels)
+    save_figure(fig, out)
+    for i, (p, t) in enumerate(zip(probs, targets)):
+        best = np.argsort(-p)[:3]
+        top = ", ".join(f"{SHAPE_CLASSES[k]} {p[k]:.1%}" for k in best)
+        what = f"  (explaining {SHAPE_CLASSES[t]})" if i >= 4 else ""
+        print(f"image {i + 1}: {top}{what}")
+    print(f"figure written to {out.resolve()}")
+
+
+def _load_model(choice):
+    """(model, class names, to_input, to_display) for --model: to_input turns an image file into the
+    model's input (1, C, H, W), to_display one input (1, C, H, W) into a picture (3, H, W) in [0, 1]."""
+    from minicnn.imagenet import class_names, deprocess, preprocess
+    from minicnn.models import shapes_net, vgg16
+    from minicnn.data import SHAPE_CLASSES
+
+    def shapes_input(image):
+        from PIL import Image
+
+        from minicnn.imagenet import load_image
+        img = load_image(image).resize((64, 64), Image.BILINEAR)
+        return (np.asarray(img, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
+
+    if choice == "shapes":
+        return shapes_net(pretrained=True), list(SHAPE_CLASSES), shapes_input, lambda x: x[0]
+    if choice == "vgg16":
+        try:
+            model = vgg16(weights="imagenet")
+        except FileNotFoundError as e:
+            raise UsageError(str(e)) from None
+        return model, class_names(), preprocess, lambda x: deprocess(x).transpose(2, 0, 1)
+    path = Path(choice)
+    if not path.exists():
+        raise UsageError(f"unknown model {choice!r}: use {' or '.join(MODEL_CHOICES)}, or the path of a "
+                         f".npz/.pth weights file")
+    from minicnn.weights import read_weights
+    try:
+        state = read_weights(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    for build, names, to_input, to_display in [
+            (shapes_net, list(SHAPE_CLASSES), shapes_input, lambda x: x[0]),
+            (vgg16, class_names(), preprocess, lambda x: deprocess(x).transpose(2, 0, 1))]:
+        model = build()
+        try:
+            model.load_state_dict(state)
+        except ValueError:
+            continue
+        return model, names, to_input, to_display
+    raise UsageError(f"{path} fits neither the shapes model nor VGG-16 (keys or shapes differ)")
+
+
+def _resolve_target(target, names):
+    if target is None:
+        return None
+    if target.isdigit() and int(target) < len(names):
+        return int(target)
+    matches = [i for i, n in enumerate(names) if n.lower() == target.lower()]
+    if matches:
+        return matches[0]
+    valid = ", ".join(names) if len(names) <= 20 else f"an index 0-{len(names) - 1} or a name such as {names[652]!r}"
+    raise UsageError(f"unknown class {target!r}; valid: {valid}")
+
+
+def run_explain(images, model_choice, methods, target, out, save_maps):
+    from minicnn import softmax
+
+    from .visualize import comparison_figure, save_figure
+    out = _check_output(out, inputs=images)
+    if save_maps is not None:
+        save_maps = _check_output(save_maps, inputs=images, suffixes=(".npz",))
+    model, names, to_input, to_display = _load_model(model_choice)
+    target_index = _resolve_target(target, names)
+    try:
+        x = np.concatenate([to_input(image) for image in images]).astype(model.dtype)
+    except ValueError as e:              # not an image, an unreadable or too large file
+        raise UsageError(str(e)) from None
+    probs = softmax(model.forward(x))
+    targets = probs.argmax(axis=1) if target_index is None else np.full(len(x), target_index)
+    maps = compute_maps(model, x, targets, methods)
+    shown = np.stack([to_display(x[i:i + 1]) for i in range(len(x))])
+    fig = comparison_figure(shown, maps, [f"{Path(p).name}\n" + lab for p, lab in
+                                          zip(images, _labels(probs, targets, names))])
+    save_figure(fig, out)
+    for path, p in zip(images, probs):
+        best = np.argsort(-p)[:5]
+        print(f"{path}: " + ", ".join(f"{names[k]} {p[k]:.1%}" for k in best))
+    if save_maps is not None:
+        from minicnn.weights import atomic_save_npz
+        arrays = {name.lower().replace(" ", "_").replace("-", "_"): a for name, a in maps.items()}
+        atomic_save_npz(save_maps, dict(arrays, images=x, targets=targets))
+        print(f"maps written to {save_maps.resolve()}")
+    print(f"figure written to {out.resolve()}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="attribution", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="explain generated shapes with the shipped model and draw the figure",
+                       description="Explain generated shapes with the model shipped in the package (no download):"
+                                   " four single objects, and one image with two objects explained for each.")
+    p.add_argument("--out", default="attribution_demo.png", help="the figure to write (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which generated images and SmoothGrad noise (default: 0)")
+
+    p = sub.add_parser("explain", help="explain your own images",
+                       description="Explain images with a model; greyscale, RGBA, palette and 16-bit images are "
+                                   "converted to RGB.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--model", default="shapes",
+                   help="'shapes' (the shipped demo model, 64x64 inputs), 'vgg16' (the converted torchvision "
+                        "weights in the cache: python -m minicnn download vgg16) or the path of a .npz/.pth "
+                        "weights file of either (default: %(default)s)")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, metavar="METHOD",
+                   help=f"columns of the figure, from: {', '.join(METHOD_CHOICES)} "
+                        f"(default: {' '.join(DEFAULT_METHODS)})")
+    p.add_argument("--target", default=None,
+                   help="the class to explain, by name or index (default: each image's predicted class)")
+    p.add_argument("--out", default="attribution.png", help="the figure to write (default: %(default)s)")
+    p.add_argument("--save-maps", default=None, metavar="FILE.npz", help="also save the raw maps to this .npz")
+
+    p = sub.add_parser("evaluate", help="measure the maps on the shapes model (localization, sanity checks)",
+                       description="Localization (pointing game, relevance mass and rank) on generated shapes with"
+                                   " known masks, class sensitivity on two-object images, the model parameter "
+                                   "randomization test and the input invariance test. Seeded: the same command"
+                                   " prints the same table.")
+    p.add_argument("--model", default="shapes", choices=["shapes"], help="the model (default: %(default)s)")
+    p.add_argument("--n", type=int, default=60, help="images per measurement (default: %(default)s)")
+    p.add_argument("--out", default="evaluation", help="folder for the table and plots (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="data and noise seed (default: %(default)s)")
+    return parser
+
+
+def main(argv=None):
+    import matplotlib
+    matplotlib.use("Agg")                    # files only: works without a display
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            run_demo(args.out, args.seed)
+        elif args.command == "explain":
+            unknown = [m for m in args.methods if m not in METHOD_CHOICES]
+            if unknown:
+                raise UsageError(f"unknown method {', '.join(unknown)}; valid: {', '.join(METHOD_CHOICES)}")
+            run_explain(args.images, args.model, args.methods, args.target, args.out, args.save_maps)
+        elif args.command == "evaluate":
+            from .evaluate import run_evaluation
+            run_evaluation(n=args.n, out_dir=args.out, seed=args.seed)
+    except (UsageError, FileNotFoundError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

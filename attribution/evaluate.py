@@ -1,0 +1,309 @@
+"""Evaluating attribution maps: can we tell whether an explanation is right?
+
+On the generated shapes the object's mask is known, so a map can be scored:
+
+- localization: pointing game, relevance mass, relevance rank (one image, one mask);
+- class sensitivity: on two-object images, does the map for class A sit on
+  object A rather than on object B?
+- model parameter randomization (Adebayo et al. 2018): randomize the layers
+  from the logits down; a map that explains the model should change
+  (Spearman rank correlation and SSIM with the original map fall);
+- input invariance (Kindermans et al. 2017): shift the input by a constant and
+  compensate in the first layer's bias so that the model is the same
+  function; a reliable map should not change.
+
+``attribution evaluate`` runs them all on the shipped model and prints a table.
+"""
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+
+import minicnn as mc
+from minicnn.files import atomic_write
+
+from . import methods as am
+
+# How each method's (N, C, H, W) output becomes one (N, H, W) map to score.
+# Gradients' signs say nothing about relevance: their magnitude is used.
+# Gradient x Input, Integrated Gradients and Occlusion are signed evidence: positive = for the class.
+SIGNED_METHODS = {"gradient_x_input", "integrated_gradients", "occlusion"}
+
+
+def evaluation_methods(smoothgrad_samples=50, ig_steps=32):
+    """{name: function(model, x, targets) -> raw map}, the methods the evaluation scores."""
+    return {
+        "vanilla_gradient": am.vanilla_gradient,
+        "gradient_x_input": am.gradient_x_input,
+        "deconvnet": am.deconvnet,
+        "guided_backprop": am.guided_backprop,
+        "grad_cam": am.grad_cam,
+        "guided_grad_cam": am.guided_grad_cam,
+        "smoothgrad": lambda m, x, t: am.smoothgrad(am.vanilla_gradient, m, x, t, n_samples=smoothgrad_samples,
+                                                    seed=0),
+        "integrated_gradients": lambda m, x, t: am.integrated_gradients(m, x, t, steps=ig_steps)[0],
+        "occlusion": lambda m, x, t: am.occlusion(m, x, t, window=x.shape[-1] // 8, stride=x.shape[-1] // 16),
+    }
+
+
+def to_pixel_map(name, a, size):
+    """One method's raw output -> (N, H, W): channels summed (|a| unless the method is signed),
+    coarse maps (Grad-CAM) upsampled bilinearly to ``size``."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 4:
+        a = a.sum(axis=1) if name in SIGNED_METHODS else np.abs(a).sum(axis=1)
+    if a.shape[1:] != tuple(size):
+        a = am.upsample(a, size, "bilinear")
+    return a
+
+
+# --------------------------------------------------------------------------
+# Localization metrics: maps (N, H, W), masks (N, H, W) bool
+# --------------------------------------------------------------------------
+
+def _check_pair(maps, masks):
+    maps, masks = np.asarray(maps, dtype=np.float64), np.asarray(masks, dtype=bool)
+    if maps.shape != masks.shape or maps.ndim != 3:
+        raise ValueError(f"maps and masks must both be (N, H, W), got {maps.shape} and {masks.shape}")
+    return maps, masks
+
+
+def pointing_game(maps, masks):
+    """(N,) bool: is each map's maximum inside its mask? (The first maximum in row-major order on ties.)"""
+    maps, masks = _check_pair(maps, masks)
+    flat = maps.reshape(len(maps), -1)
+    return masks.reshape(len(masks), -1)[np.arange(len(maps)), flat.argmax(axis=1)]
+
+
+def relevance_mass(maps, masks):
+    """(N,): the share of each map's positive total that lies inside the mask (0 for a map with none)."""
+    maps, masks = _check_pair(maps, masks)
+    pos = np.maximum(maps, 0).reshape(len(maps), -1)
+    total = pos.sum(axis=1)
+    inside = (pos * masks.reshape(len(masks), -1)).sum(axis=1)
+    return np.where(total > 0, inside / np.where(total > 0, total, 1), 0.0)
+
+
+def relevance_rank(maps, masks):
+    """(N,): of the k = |mask| highest pixels of each map, the share inside the mask."""
+    maps, masks = _check_pair(maps, masks)
+    result = np.zeros(len(maps))
+    for n, (m, mask) in enumerate(zip(maps, masks)):
+        k = int(mask.sum())
+        if k:
+            top = np.argsort(-m.ravel(), kind="stable")[:k]
+            result[n] = mask.ravel()[top].mean()
+    return result
+
+
+# --------------------------------------------------------------------------
+# Map similarity for the randomization test
+# --------------------------------------------------------------------------
+
+def spearman(a, b):
+    """Spearman rank correlation of two maps (flattened); 0 if either is constant."""
+    from scipy.stats import spearmanr
+    a, b = np.ravel(a), np.ravel(b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(spearmanr(a, b)[0])
+
+
+def ssim(a, b, sigma=1.5):
+    """Structural similarity of two (H, W) maps, each first scaled to [0, 1]
+    (Wang et al. 2004, Gaussian window, C1 = 0.01^2, C2 = 0.03^2)."""
+    from scipy.ndimage import gaussian_filter
+    a, b = am.scale_01(np.asarray(a)[None])[0], am.scale_01(np.asarray(b)[None])[0]
+    mu_a, mu_b = gaussian_filter(a, sigma), gaussian_filter(b, sigma)
+    var_a = gaussian_filter(a * a, sigma) - mu_a ** 2
+    var_b = gaussian_filter(b * b, sigma) - mu_b ** 2
+    cov = gaussian_filter(a * b, sigma) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+# --------------------------------------------------------------------------
+# The experiments
+# --------------------------------------------------------------------------
+
+def localization(model, x, masks, targets, methods):
+    """{method: {"pointing game", "relevance mass", "relevance rank": mean over images}}, plus "random"."""
+    results = {}
+    rng = np.random.default_rng(0)
+    maps_by_method = {name: to_pixel_map(name, f(model, x, targets), x.shape[2:]) for name, f in methods.items()}
+    maps_by_method["random map"] = rng.random((len(x),) + x.shape[2:])
+    for name, maps in maps_by_method.items():
+        results[name] = {"pointing game": pointing_game(maps, masks).mean(),
+                         "relevance mass": relevance_mass(maps, masks).mean(),
+                         "relevance rank": relevance_rank(maps, masks).mean()}
+    return results
+
+
+def class_sensitivity(model, x, labels, masks, methods):
+    """Two-object images x with labels (N, 2) and masks (N, 2, H, W): explain each object's class and
+    report, per method, the share of explanations whose positive mass is larger on the explained
+    object than on the other one."""
+    results = {}
+    for name, f in methods.items():
+        wins = []
+        for k in (0, 1):
+            maps = np.maximum(to_pixel_map(name, f(model, x, labels[:, k]), x.shape[2:]), 0)
+            on_explained = (maps * masks[:, k]).sum(axis=(1, 2))
+            on_other = (maps * masks[:, 1 - k]).sum(axis=(1, 2))
+            wins.append(on_explained > on_other)
+        results[name] = float(np.concatenate(wins).mean())
+    return results
+
+
+def randomized_copy(model, names, seed=0):
+    """A copy of model whose parameter layers ``names`` are re-initialized at random (PyTorch's init)."""
+    clone = copy.deepcopy(model)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        layer = clone[name]
+        for key, value in layer.params.items():
+            fan_in = value[0].size if value.ndim > 1 else value.size
+            bound = 1 / np.sqrt(fan_in)
+            layer.params[key] = rng.uniform(-bound, bound, value.shape).astype(value.dtype)
+    return clone
+
+
+def parameter_randomization(model, x, targets, methods, seed=0):
+    """Cascading randomization from the logits down (Adebayo et al. 2018).
+
+    Returns (steps, {method: {"spearman": [...], "ssim": [...]}}) where step i
+    has the last i+1 parameter layers randomized; similarities are with the
+    trained model's maps (|map| for both, mean over images). The targets stay
+    the trained model's.
+    """
+    layers = [name for name, layer in model.named_layers() if layer.params][::-1]
+    originals = {name: to_pixel_map(name, f(model, x, targets), x.shape[2:]) for name, f in methods.items()}
+    curves = {name: {"spearman": [], "ssim": []} for name in methods}
+    for i in range(len(layers)):
+        random_model = randomized_copy(model, layers[:i + 1], seed)
+        for name, f in methods.items():
+            maps = to_pixel_map(name, f(random_model, x, targets), x.shape[2:])
+            curves[name]["spearman"].append(np.mean([spearman(np.abs(a), np.abs(b))
+                                                     for a, b in zip(originals[name], maps)]))
+            curves[name]["ssim"].append(np.mean([ssim(np.abs(a), np.abs(b)) for a, b in zip(originals[name], maps)]))
+    return layers, curves
+
+
+def shifted_model(model, shift):
+    """A model that gives on ``x + shift`` exactly what ``model`` gives on ``x`` (Kindermans et al. 2017).
+
+    The shift passes through the layers before the first convolution (the
+    Normalize layer turns it into ``shift / std``) and is compensated in that
+    convolution's bias: ``b' = b - sum over (c, i, j) of w * s_c``. Zero
+    padding would not be shifted, so the copy pads explicitly with ``s``.
+    """
+    clone = copy.deepcopy(model)
+    leaves = clone.named_layers()
+    first_conv = next(i for i, (_, layer) in enumerate(leaves) if isinstance(layer, mc.Conv2d))
+    s = np.full(leaves[first_conv][1].in_channels, float(shift))
+    for _, layer in leaves[:first_conv]:
+        if isinstance(layer, mc.Normalize):
+            s = s / layer.std
+        elif not isinstance(layer, mc.ReLU) and layer.params:
+            raise ValueError("shifted_model: only a Normalize layer may come before the first convolution")
+    if np.ptp(s) != 0:
+        raise ValueError("shifted_model: the shift must be the same in every channel after normalization")
+    name, conv = leaves[first_conv]
+    new_conv = copy.deepcopy(conv)
+    new_conv.padding = (0, 0)
+    w = conv.params["weight"]
+    new_conv.params["bias"] = (conv.params.get("bias", 0) - (w * s[None, :, None, None]).sum(axis=(1, 2, 3))
+                               ).astype(w.dtype)
+    replacement = mc.Sequential({"pad": mc.ConstantPad2d(conv.padding, s[0]), "conv": new_conv})
+    parent, child = (clone[name.rsplit(".", 1)[0]], name.rsplit(".", 1)[1]) if "." in name else (clone, name)
+    parent.children[child] = replacement
+    clone._set_names("")
+    return clone
+
+
+def input_invariance(model, x, targets, methods, shift=-1.0):
+    """{method: max |map(shifted model, x + shift) - map(model, x)| / max |map(model, x)|}.
+
+    0 (up to rounding) means the method ignores the shift, as the model does.
+    Checks first that the two models' logits agree.
+    """
+    model = copy.deepcopy(model).to(np.float64)
+    x = x.astype(np.float64)
+    other = shifted_model(model, shift)
+    logits, shifted_logits = model.forward(x), other.forward(x + shift)
+    if mc.rel_error(logits, shifted_logits) > 1e-10:
+        raise AssertionError("the shift-compensated model does not reproduce the logits")
+    result = {}
+    for name, f in methods.items():
+        a, b = f(model, x, targets), f(other, x + shift, targets)
+        result[name] = float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-300))
+    return result
+
+
+# --------------------------------------------------------------------------
+# The command: attribution evaluate
+# --------------------------------------------------------------------------
+
+def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
+    """Run every experiment on the shipped shapes model; write evaluation.md and randomization.png to
+    ``out_dir`` and print the table. Returns the results."""
+    import matplotlib.pyplot as plt
+
+    from minicnn.data import make_composites, make_shapes
+    from minicnn.models import shapes_net
+
+    from .visualize import save_figure
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f"the output folder {out_dir} is not writable")
+    model = shapes_net(pretrained=True)
+    methods = evaluation_methods()
+    x, labels, masks = make_shapes(n, seed=seed + 500)
+    targets = labels
+    loc = localization(model, x, masks, targets, methods)
+    cx, clabels, cmasks = make_composites(n, seed=seed + 600)
+    sens = class_sensitivity(model, cx, clabels, cmasks, methods)
+    small = min(n, 12)
+    fast = {k: v for k, v in evaluation_methods(smoothgrad_samples=16, ig_steps=16).items() if k != "occlusion"}
+    steps, curves = parameter_randomization(model, x[:small], targets[:small], fast, seed=seed)
+    inv = input_invariance(model, x[:small], targets[:small], evaluation_methods(smoothgrad_samples=8))
+
+    header = ("| method | pointing game | relevance mass | relevance rank | class sensitivity | "
+              "Spearman, all layers randomized | SSIM, all layers randomized | change under input shift |")
+    lines = [header, "|" + "---|" * 8]
+    for name in list(methods) + ["random map"]:
+        row = loc[name]
+        cells = [f"{row['pointing game']:.2f}", f"{row['relevance mass']:.2f}", f"{row['relevance rank']:.2f}"]
+        cells.append(f"{sens[name]:.2f}" if name in sens else "")
+        if name in curves:
+            cells += [f"{curves[name]['spearman'][-1]:.2f}", f"{curves[name]['ssim'][-1]:.2f}"]
+        else:
+            cells += ["", ""]
+        cells.append(("invariant" if inv[name] < 1e-6 else f"{inv[name]:.2g}") if name in inv else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    note = (f"shapes model; localization on {n} images, class sensitivity on {n} two-object images "
+            f"(both classes explained), randomization and input shift on {small} images; seed {seed}.")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, c in curves.items():
+        axes[0].plot(range(1, len(steps) + 1), c["spearman"], marker="o", label=name)
+        axes[1].plot(range(1, len(steps) + 1), c["ssim"], marker="o", label=name)
+    for ax, title in zip(axes, ["Spearman rank correlation with the trained model's map", "SSIM"]):
+        ax.set_xticks(range(1, len(steps) + 1))
+        ax.set_xticklabels(steps, rotation=45, ha="right", fontsize=8)
+        ax.set_xlabel("randomized down to layer (cascading from the logits)")
+        ax.set_title(title, fontsize=10)
+        ax.axhline(0, color="gray", lw=0.5)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out_dir / "randomization.png")
+    md = out_dir / "evaluation.md"
+    with atomic_write(md, "w") as f:
+        f.write(table + "\n\n" + note + "\n")
+    log(table)
+    log("\n" + note)
+    log(f"written: {md.resolve()} and {(out_dir / 'randomization.png').resolve()}")
+    return {"localization": loc, "class_sensitivity": sens, "randomization": (steps, curves), "invariance": inv}

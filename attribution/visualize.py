@@ -1,0 +1,117 @@
+"""From raw attribution arrays to pictures (matplotlib).
+
+The methods return raw maps; every reduction for display lives here:
+
+- ``max_abs``: max over channels of |a| (Simonyan et al. 2013, CS231n);
+- ``sum_abs_clipped``: sum over channels of |a|, clipped at a percentile and
+  scaled to [0, 1] (the SmoothGrad paper, PAIR's saliency library);
+- ``signed``: sum over channels, for a diverging colormap centred on zero;
+- ``overlay``: a coarse map (Grad-CAM) upsampled and laid over the image.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .methods import scale_01, upsample
+
+
+def max_abs(a):
+    """(N, C, H, W) -> (N, H, W): max over channels of |a|."""
+    return np.abs(a).max(axis=1)
+
+
+def sum_abs_clipped(a, percentile=99):
+    """(N, C, H, W) -> (N, H, W) in [0, 1]: sum over channels of |a|, clipped at the percentile of each map."""
+    m = np.abs(a).sum(axis=1)
+    top = np.percentile(m.reshape(len(m), -1), percentile, axis=1)[:, None, None]
+    return np.clip(m / np.where(top > 0, top, 1), 0, 1)
+
+
+def signed(a):
+    """(N, C, H, W) -> (N, H, W): sum over channels, sign kept."""
+    return a.sum(axis=1)
+
+
+def to_display(a):
+    """A map for showing: (N, C, H, W) attributions -> (N, H, W) by max_abs; (N, H, W) kept."""
+    return max_abs(a) if a.ndim == 4 else a
+
+
+def show_image(ax, image):
+    """image: (3, H, W) or (H, W, 3) in [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = image.transpose(1, 2, 0)
+    ax.imshow(np.clip(image, 0, 1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def show_map(ax, m, kind="abs", image=None, alpha=0.5):
+    """Draw one (H, W) map. kind: "abs" (grey, 0 = black, white from the 99th percentile up),
+    "signed" (diverging, centred on 0),
+    or "overlay" (a jet heat map at ``alpha`` over ``image``)."""
+    m = np.asarray(m, dtype=np.float64)
+    if kind == "signed":
+        limit = np.abs(m).max() or 1.0
+        ax.imshow(m, cmap="bwr", vmin=-limit, vmax=limit)
+    elif kind == "overlay":
+        show_image(ax, image)
+        ax.imshow(scale_01(m[None])[0], cmap="jet", alpha=alpha, vmin=0, vmax=1)
+    elif kind == "abs":                 # clipped at the 99th percentile, so a few pixels do not set the scale
+        top = np.percentile(m, 99)
+        ax.imshow(np.clip(m / top, 0, 1) if top > 0 else m, cmap="gray", vmin=0, vmax=1)
+    else:
+        raise ValueError(f"unknown map kind {kind!r}; use 'abs', 'signed' or 'overlay'")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, cell=2.2):
+    """The textbook's grid: one row per image, the image then one column per method.
+
+    images: (N, 3, H, W) in [0, 1] (for display).
+    maps: {method title: array}, each (N, C, H, W) or (N, H, W) or (N, h, w)
+        (coarse maps are upsampled bilinearly and overlaid on the image).
+    row_labels: a text per row (class and probability), shown under each image.
+    kinds: {method title: "abs" | "signed" | "overlay"}; default "overlay" for
+        coarse maps, "abs" for the rest.
+    Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    images = np.asarray(images)
+    N, _, H, W = images.shape
+    names = list(maps)
+    kinds = dict(kinds or {})
+    fig, axes = plt.subplots(N, len(names) + 1, figsize=(cell * (len(names) + 1), cell * N + 0.4),
+                             squeeze=False)
+    for n in range(N):
+        show_image(axes[n, 0], images[n])
+        if row_labels is not None:
+            axes[n, 0].set_xlabel(row_labels[n], fontsize=9)
+        for j, name in enumerate(names):
+            m = to_display(np.asarray(maps[name]))[n]
+            coarse = m.shape != (H, W)
+            kind = kinds.get(name, "overlay" if coarse else "abs")
+            if coarse:
+                m = upsample(m[None], (H, W), "bilinear")[0]
+            show_map(axes[n, j + 1], m, kind, image=images[n])
+            if n == 0:
+                axes[n, j + 1].set_title((titles or {}).get(name, name), fontsize=10)
+    axes[0, 0].set_title("image", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path, dpi=100):
+    """Save atomically (a temporary file, then a rename) and close the figure. Returns the path."""
+    import matplotlib.pyplot as plt
+
+    from minicnn.files import atomic_write
+    path = Path(path)
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, dpi=dpi, format=(path.suffix or ".png").lstrip("."))
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,87 @@
+"""Each attribution method on VGG-16 (224x224, float32, batch 1): minicnn vs Captum, same process and threads.
+
+    python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50]
+
+Random weights (speed does not depend on them). SmoothGrad and Integrated
+Gradients are timed once each (they are long); the others by the median.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import median_time, threads_note  # noqa: E402
+
+import attribution as attr  # noqa: E402
+import minicnn.models as models  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=50, help="SmoothGrad samples")
+    parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps")
+    parser.add_argument("--batch", type=int, default=10, help="SmoothGrad / IG batch size, both sides")
+    args = parser.parse_args()
+    import captum.attr as ca
+    import torch
+    from bench_vgg16 import torch_model
+    print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
+    model = models.vgg16()
+    net = torch_model()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for m in net.modules():                      # Captum's ReLU hooks need non-inplace ReLUs
+        if isinstance(m, torch.nn.ReLU):
+            m.inplace = False
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    tx = torch.from_numpy(x)
+    target = 1
+    layer = net.features[29]
+    cases = [
+        ("vanilla_gradient", lambda: attr.vanilla_gradient(model, x, target),
+         lambda: ca.Saliency(net).attribute(tx, target=target, abs=False)),
+        ("gradient_x_input", lambda: attr.gradient_x_input(model, x, target),
+         lambda: ca.InputXGradient(net).attribute(tx, target=target)),
+        ("deconvnet", lambda: attr.deconvnet(model, x, target),
+         lambda: ca.Deconvolution(net).attribute(tx, target=target)),
+        ("guided_backprop", lambda: attr.guided_backprop(model, x, target),
+         lambda: ca.GuidedBackprop(net).attribute(tx, target=target)),
+        ("grad_cam", lambda: attr.grad_cam(model, x, target),
+         lambda: ca.LayerGradCam(net, layer).attribute(tx, target=target, relu_attributions=True)),
+        ("guided_grad_cam", lambda: attr.guided_grad_cam(model, x, target, mode="nearest"),
+         lambda: ca.GuidedGradCam(net, layer).attribute(tx, target=target)),
+    ]
+    print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio':>6}")
+    for name, ours, theirs in cases:
+        t_mc, t_ca = median_time(ours, args.repeat), median_time(theirs, args.repeat)
+        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f}", flush=True)
+    long_cases = [
+        (f"smoothgrad ({args.samples} samples)",
+         lambda: attr.smoothgrad(attr.vanilla_gradient, model, x, target, n_samples=args.samples, stdev=0.15 * 4,
+                                 batch_size=args.batch, seed=0),
+         lambda: ca.NoiseTunnel(ca.Saliency(net)).attribute(tx, nt_type="smoothgrad", nt_samples=args.samples,
+                                                            nt_samples_batch_size=args.batch, stdevs=0.15 * 4,
+                                                            target=target, abs=False)),
+        (f"integrated_gradients ({args.steps})",
+         lambda: attr.integrated_gradients(model, x, target, steps=args.steps, method="riemann_trapezoid",
+                                           batch_size=args.batch),
+         lambda: ca.IntegratedGradients(net).attribute(tx, target=target, n_steps=args.steps,
+                                                       method="riemann_trapezoid",
+                                                       internal_batch_size=args.batch)),
+    ]
+    for name, ours, theirs in long_cases:
+        start = time.perf_counter()
+        ours()
+        t_mc = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs()
+        t_ca = time.perf_counter() - start
+        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

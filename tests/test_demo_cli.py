@@ -1,0 +1,141 @@
+"""Issue 5: the shipped model, the data generator, and the attribution command end to end."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minicnn.data import SHAPE_CLASSES, make_composites, make_shapes
+from minicnn.models import shapes_net
+from minicnn.train import evaluate_accuracy
+
+ENV = dict(os.environ, MPLBACKEND="Agg")
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "attribution", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=300)
+
+
+def test_generator_is_deterministic_balanced_and_masked():
+    X, y, masks = make_shapes(36, seed=5)
+    X2, y2, masks2 = make_shapes(36, seed=5)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2) and np.array_equal(masks, masks2)
+    assert X.shape == (36, 3, 64, 64) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+    assert np.bincount(y, minlength=6).tolist() == [6] * 6
+    areas = masks.reshape(36, -1).mean(axis=1)
+    assert (areas > 0.02).all() and (areas < 0.4).all()
+    assert not np.array_equal(X, make_shapes(36, seed=6)[0])
+    C, labels, cmasks = make_composites(10, seed=1)
+    assert C.shape == (10, 3, 64, 64) and labels.shape == (10, 2) and cmasks.shape == (10, 2, 64, 64)
+    assert (labels[:, 0] != labels[:, 1]).all()
+    assert not (cmasks[:, 0] & cmasks[:, 1]).any()                 # the two objects do not overlap
+
+
+def test_shipped_model_accuracy_on_fresh_images():
+    model = shapes_net(pretrained=True)
+    X, y, _ = make_shapes(300, seed=2024)                          # not the training or validation seeds
+    accuracy = evaluate_accuracy(model, X, y)
+    assert accuracy >= 0.97, accuracy
+
+
+def test_shipped_weights_are_small():
+    from importlib import resources
+    size = resources.files("minicnn").joinpath("data/shapes_net.npz").stat().st_size
+    assert size < 3_000_000
+
+
+def _assert_png(path, min_size=(400, 300)):
+    img = np.asarray(Image.open(path).convert("RGB"))
+    assert img.shape[1] >= min_size[0] and img.shape[0] >= min_size[1]
+    assert img.std() > 10                                          # not a constant picture
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo.png"
+    result = run("demo", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "figure written to" in result.stdout and str(out) in result.stdout
+    assert "image 5:" in result.stdout and "(explaining" in result.stdout
+    _assert_png(out, (1400, 1100))
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.png"]
+
+
+@pytest.fixture
+def shape_images(tmp_path):
+    X, y, _ = make_shapes(2, seed=11)
+    paths = []
+    for i, mode in enumerate(["RGB", "L"]):
+        path = tmp_path / f"shape{i}.png"
+        img = Image.fromarray((X[i].transpose(1, 2, 0) * 255).astype(np.uint8))
+        (img if mode == "RGB" else img.convert("L")).resize((96, 96)).save(path)
+        paths.append(path)
+    return paths, y
+
+
+def test_explain_end_to_end_with_saved_maps(tmp_path, shape_images):
+    paths, y = shape_images
+    out, maps = tmp_path / "explained.png", tmp_path / "maps.npz"
+    result = run("explain", *paths, "--methods", "vanilla", "gradcam", "integrated_gradients", "--out", out,
+                 "--save-maps", maps)
+    assert result.returncode == 0, result.stderr
+    assert f"{paths[0]}: {SHAPE_CLASSES[y[0]]}" in result.stdout
+    _assert_png(out)
+    with np.load(maps) as data:
+        assert data["vanilla_gradient"].shape == (2, 3, 64, 64)
+        assert data["grad_cam"].shape == (2, 8, 8)
+        assert data["integrated_gradients"].shape == (2, 3, 64, 64)
+    result = run("explain", paths[0], "--target", "star", "--out", out)
+    assert result.returncode == 0 and "explained: star" not in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["explain", "MISSING.png"], "no image file at MISSING.png"),
+    (["explain", "NOTIMAGE.png"], "not an image PIL can read"),
+    (["explain", "IMG", "--methods", "vanilla", "lime"], "unknown method lime; valid: vanilla, deconvnet"),
+    (["explain", "IMG", "--model", "resnet"], "unknown model 'resnet': use shapes or vgg16"),
+    (["explain", "IMG", "--target", "hexagon"], "unknown class 'hexagon'; valid: circle, square"),
+    (["explain", "IMG", "--out", "NOFOLDER/x.png"], "the output folder"),
+    (["explain", "IMG", "--out", "IMG"], "is one of the input images"),
+    (["explain", "IMG", "--out", "x.txt"], "must end in one of .png"),
+    (["demo", "--out", "NOFOLDER/demo.png"], "does not exist"),
+])
+def test_bad_input_gives_a_clear_message_and_nothing_written(tmp_path, shape_images, args, message):
+    img = shape_images[0][0]
+    (tmp_path / "NOTIMAGE.png").write_text("this is text")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = [str(img) if a == "IMG" else a.replace("NOFOLDER", str(tmp_path / "nofolder")) for a in args]
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr.replace(str(tmp_path / "nofolder"), "NOFOLDER")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert "Traceback" not in result.stderr
+
+
+def test_image_modes_are_converted(tmp_path):
+    X, _, _ = make_shapes(1, seed=3)
+    base = Image.fromarray((X[0].transpose(1, 2, 0) * 255).astype(np.uint8))
+    paths = []
+    for mode in ["RGBA", "P", "L"]:
+        paths.append(tmp_path / f"img_{mode}.png")
+        base.convert(mode).save(paths[-1])
+    paths.append(tmp_path / "img_16bit.png")
+    Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)).save(paths[-1])
+    result = run("explain", *paths, "--methods", "gradcam", "--out", tmp_path / "modes.png")
+    assert result.returncode == 0, result.stderr
+
+
+def test_vgg16_without_weights_says_how_to_get_them(tmp_path, shape_images):
+    env = dict(ENV, MINICNN_HOME=str(tmp_path / "cache"))
+    result = subprocess.run([sys.executable, "-m", "attribution", "explain", str(shape_images[0][0]), "--model",
+                             "vgg16", "--out", str(tmp_path / "v.png")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert "python -m minicnn download vgg16" in result.stderr
+
+
+def test_help_explains_every_option():
+    result = run("explain", "--help")
+    for option in ["--model", "--methods", "--target", "--out", "--save-maps"]:
+        assert option in result.stdout

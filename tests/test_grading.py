@@ -1,0 +1,97 @@
+"""Issue 7: the graders give full marks to the reference solutions, zero to the blank stubs,
+and catch planted mistakes with a message that names the function."""
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minicnn.grade import grade
+
+ROOT = Path(__file__).resolve().parent.parent
+STUBS = ROOT / "tutorials" / "assignments"
+SOLUTIONS = Path(__file__).parent / "solutions"
+FILES = {"relu_maxpool": "a_relu_maxpool.py", "conv_backward": "b_conv_backward.py",
+         "gradcam_smoothgrad": "c_gradcam_smoothgrad.py"}
+
+
+def _grade(assignment, path):
+    out = io.StringIO()
+    report = grade(assignment, path, out=out)
+    return report, out.getvalue()
+
+
+@pytest.mark.parametrize("assignment", FILES)
+def test_reference_solution_gets_full_marks(assignment):
+    report, text = _grade(assignment, SOLUTIONS / FILES[assignment])
+    assert all(p == t and err is None for p, t, err in report.values()), text
+
+
+@pytest.mark.parametrize("assignment", FILES)
+def test_blank_stub_gets_zero(assignment):
+    report, text = _grade(assignment, STUBS / FILES[assignment])
+    assert all(p == 0 for p, _, _ in report.values()), text
+    assert "not implemented yet" in text
+
+
+def test_stubs_keep_docstrings_and_hold_no_solution():
+    for name in FILES.values():
+        text = (STUBS / name).read_text()
+        assert text.count("raise NotImplementedError") >= 1
+        assert "(N, C, H, W)" in text
+        assert "dout * (x > 0)" not in text.split('"""', 2)[2]      # the rules appear only in the docstring
+
+
+PLANTED = [
+    # (assignment, replace this, with this, function that must fail, words expected in its message)
+    ("relu_maxpool", "return dout * (x > 0) * (dout > 0)", "return dout * (x > 0)", "relu_backward_guided",
+     "is the Vanilla Gradient rule dout * (x > 0), not the Guided Backprop rule"),
+    ("relu_maxpool", "return dout * (dout > 0)\n", "return dout * (x > 0)\n", "relu_backward_deconvnet",
+     "indicator on the wrong tensor"),
+    ("relu_maxpool", "return dout * (x > 0)\n", "return dout * (x >= 0)\n", "relu_backward_gradient",
+     ">= where the rule needs the strict >"),
+    ("relu_maxpool", "return dout * (x > 0) * (dout > 0)", "return dout * (x >= 0) * (dout > 0)",
+     "relu_backward_guided", ">= where the rule needs the strict >"),
+    ("relu_maxpool", "dx[n_idx, c_idx, i * stride + r, j * stride + c] += dout[:, :, i, j]",
+     "dx[n_idx, c_idx, i * stride + r, j * stride + c] = dout[:, :, i, j]", "maxpool_backward", "overlapping"),
+    ("relu_maxpool", "def relu_backward_gradient(dout, x):\n    return dout * (x > 0)",
+     "def relu_backward_gradient(dout, x):\n    dout *= (x > 0)\n    return dout", "relu_backward_gradient",
+     "in place"),
+    ("conv_backward", "dw += np.tensordot(dout[:, :, i, j], xp[:, :, rows, cols], axes=([0], [0]))",
+     "dw += np.tensordot(dout[0, :, i, j], xp[0, :, rows, cols], axes=0)", "conv_backward",
+     "summed over every image"),
+    ("conv_backward", "db = dout.sum(axis=(0, 2, 3))", "db = dout[0].sum(axis=(1, 2))", "conv_backward", "db"),
+    ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = dA.sum(axis=(2, 3))", "grad_cam", "Grad-CAM"),
+    ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
+     "return (alpha[:, :, None, None] * A).sum(axis=1)", "grad_cam", "ReLU"),
+    ("gradcam_smoothgrad", "return total / len(noise)", "return total", "smoothgrad", "mean over samples"),
+]
+
+
+@pytest.mark.parametrize("assignment,old,new,function,words", PLANTED)
+def test_planted_mistakes_are_caught(tmp_path, assignment, old, new, function, words):
+    source = (SOLUTIONS / FILES[assignment]).read_text()
+    assert old in source
+    path = tmp_path / FILES[assignment]
+    path.write_text(source.replace(old, new, 1))
+    report, text = _grade(assignment, path)
+    passed, total, error = report[function]
+    assert passed < total, text
+    line = next(line for line in text.splitlines() if line.startswith(function))
+    assert "FAILED" in line and words in line, text
+    others = [p == t for name, (p, t, _) in report.items() if name != function]
+    assert all(others), text
+
+
+def test_grade_command_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "relu_maxpool",
+                             str(SOLUTIONS / "a_relu_maxpool.py")], capture_output=True, text=True)
+    assert result.returncode == 0 and re.search(r"total\s+(\d+)/\1", result.stdout), result.stdout
+    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "relu_maxpool",
+                             str(STUBS / "a_relu_maxpool.py")], capture_output=True, text=True)
+    assert result.returncode == 1 and "relu_backward_guided" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "bogus", str(STUBS / "a_relu_maxpool.py")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown assignment 'bogus'" in result.stderr

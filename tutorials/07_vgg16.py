@@ -1,0 +1,87 @@
+# %% [markdown]
+# # 7. VGG-16 on a photo
+#
+# The real thing: torchvision's VGG-16 weights, converted to NumPy, explaining
+# a photo of Grace Hopper (it ships with matplotlib). Getting the weights once,
+# on a machine with internet:
+#
+#     python -m minicnn download vgg16
+#
+# which fetches `vgg16-397923af.pth` (528 MB), checks its SHA-256 and converts
+# it to `~/.cache/minicnn/vgg16-397923af.npz`. If the weights are not there,
+# this tutorial says so and goes on with random weights, so every line still
+# runs (the maps are then meaningless, of course).
+
+# %%
+import os
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import cbook
+
+import attribution as attr
+from attribution.visualize import max_abs
+from minicnn.imagenet import decode_predictions, deprocess, preprocess
+from minicnn.models import vgg16
+from minicnn.weights import cached_weights
+
+FIGURES = os.environ.get("TUTORIAL_FIGURES", "figures")
+os.makedirs(FIGURES, exist_ok=True)
+
+# %%
+try:
+    weights = cached_weights("vgg16")
+    model = vgg16(weights=weights)
+    print("loaded", weights)
+    trained = True
+except FileNotFoundError as e:
+    print(e)
+    print("-> continuing with RANDOM weights: the code path runs, the maps mean nothing")
+    model = vgg16()
+    trained = False
+print(f"{model.num_parameters():,} parameters")
+
+# %% [markdown]
+# ImageNet preprocessing, as torchvision does it: shorter side to 256,
+# centre crop 224, scale to [0, 1], normalize with the ImageNet mean and std.
+
+# %%
+with cbook.get_sample_data("grace_hopper.jpg") as f:
+    x = preprocess(f)
+print("input", x.shape, x.dtype, "range", x.min().round(2), "to", x.max().round(2))
+
+# %%
+start = time.perf_counter()
+logits = model.forward(x)
+print(f"forward: {time.perf_counter() - start:.2f} s")
+for index, name, p in decode_predictions(logits, top=5)[0]:
+    print(f"  {index:4d} {name:30s} {p:.1%}")
+target = int(logits.argmax())
+
+# %% [markdown]
+# Vanilla Gradient, Guided Backprop and Grad-CAM at `features.29` (14x14).
+
+# %%
+start = time.perf_counter()
+vanilla = attr.vanilla_gradient(model, x, target)
+guided = attr.guided_backprop(model, x, target)
+cam = attr.grad_cam(model, x, target)
+print(f"three maps in {time.perf_counter() - start:.2f} s; grad-cam {cam.shape}")
+
+# %%
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
+image = deprocess(x)
+axes[0].imshow(image)
+axes[0].set_title(decode_predictions(logits, 1)[0][0][1] + ("" if trained else " (random weights)"))
+axes[1].imshow(max_abs(vanilla)[0], cmap="gray", vmax=np.percentile(max_abs(vanilla), 99))
+axes[1].set_title("Vanilla Gradient")
+axes[2].imshow(max_abs(guided)[0], cmap="gray", vmax=np.percentile(max_abs(guided), 99))
+axes[2].set_title("Guided Backprop")
+axes[3].imshow(image)
+axes[3].imshow(attr.scale_01(attr.upsample(cam, (224, 224)))[0], cmap="jet", alpha=0.5)
+axes[3].set_title("Grad-CAM")
+for ax in axes:
+    ax.axis("off")
+fig.savefig(os.path.join(FIGURES, "07_vgg16.png"), dpi=80)
+print("figure:", os.path.join(FIGURES, "07_vgg16.png"))

@@ -1,0 +1,35 @@
+"""Assignment C: Grad-CAM and SmoothGrad from the engine's primitives.
+
+Fill in the two functions (replace `raise NotImplementedError`), then grade your work:
+
+    python -m minicnn.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
+
+Primitives you may use (see minicnn.Sequential):
+    logits = model.forward(x)                         # (N, K); model.outputs[name] holds each layer's output
+    g = model.backward(dout, until=name)              # gradient arriving at layer `name`'s output
+    g = model.backward(dout)                          # gradient w.r.t. the input
+    dout = np.zeros_like(logits); dout[np.arange(N), targets] = 1   # d(target logits) / d(logits)
+Do not use the attribution package: this is where you build it.
+"""
+import numpy as np
+
+
+def grad_cam(model, x, targets, layer):
+    """Grad-CAM map at `layer` for each image.
+
+    model: a minicnn Sequential classifier; x: (N, C, H, W); targets: (N,) class indices;
+    layer: the name of a layer with output A: (N, K, h, w).
+    Steps: forward; gradient of each image's target logit w.r.t. A; alpha_k = the mean of
+    that gradient over (h, w); map = ReLU(sum over k of alpha_k * A_k).
+    Returns the coarse maps: (N, h, w), no upsampling.
+    """
+    raise NotImplementedError
+
+
+def smoothgrad(model, x, targets, noise):
+    """SmoothGrad of the vanilla gradient with the given noise.
+
+    x: (N, C, H, W); targets: (N,); noise: (n_samples, N, C, H, W), already scaled.
+    Returns the mean over samples of d(target logit)/dx at x + noise[s]: (N, C, H, W).
+    """
+    raise NotImplementedError
