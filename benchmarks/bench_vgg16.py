@@ -81,7 +81,6 @@ def main():
             t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat)
             t_pt = median_time(lambda: torch_step(net, tx, grad), repeat)
             print(f"{f'{label}, batch {batch}':>26} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f}")
-    del model, net
     mem = {}
     for side in ("minicnn", "torch"):
         out = subprocess.run([sys.executable, __file__, "--memory-child", side], capture_output=True, text=True,

@@ -10,34 +10,27 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-def load_image(image, max_pixels=200_000_000):
+def load_image(image):
     """A PIL image (RGB) from a path, an open file, a PIL image or an (H, W[, C]) array.
 
     Greyscale, RGBA, palette and 16-bit images are converted to 8-bit RGB
     (16-bit by scaling 0..65535 to 0..255; RGBA by dropping alpha).
-    Raises FileNotFoundError, or ValueError for a file that is not an image.
+    Raises FileNotFoundError, or ValueError for a file that is not an image or
+    is larger than PIL's decompression-bomb limit (about 179 million pixels).
     """
     from PIL import Image, UnidentifiedImageError
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    if hasattr(image, "read"):                       # an open file
+    if isinstance(image, (str, Path)) or hasattr(image, "read"):     # a path or an open file
+        name = str(image) if isinstance(image, (str, Path)) else getattr(image, "name", "the file")
+        if isinstance(image, (str, Path)) and not Path(image).is_file():
+            raise FileNotFoundError(f"no image file at {image}")
         try:
             with Image.open(image) as img:
                 img.load()
                 image = img.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise ValueError(f"not an image PIL can read ({e})") from None
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"no image file at {path}")
-        try:
-            with Image.open(path) as img:
-                img.load()
-                image = img.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise ValueError(f"{path}: not an image PIL can read ({e})") from None
         except Image.DecompressionBombError as e:
-            raise ValueError(f"{path}: the image is too large ({e})") from None
+            raise ValueError(f"{name}: the image is too large ({e})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise ValueError(f"{name}: not an image PIL can read ({e})") from None
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 3 and arr.shape[2] == 1:

@@ -404,7 +404,7 @@ class AvgPool2d(Layer):
         self.stride = _pair(stride if stride is not None else kernel_size, "stride")
         self.padding = _pair(padding, "padding")
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"AvgPool2d: kernel_size and stride must be >= 1 and padding >= 0")
+            raise ValueError("AvgPool2d: kernel_size and stride must be >= 1 and padding >= 0")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -115,7 +115,7 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
     It takes images in [0, 1] (its first layer normalizes them). The same
     layer kinds as VGG-16: 3x3 conv + ReLU blocks and 2x2 max-pools
     (``features``), an adaptive average pool, and a Linear/ReLU/Dropout
-    classifier. Its Grad-CAM layer is ``features.12`` (8x8 at 64x64 input).
+    classifier. Its Grad-CAM layer is ``features.14`` (8x8 at 64x64 input).
     pretrained: load the weights shipped with the package (trained by
     ``python -m minicnn train shapes``).
     """
@@ -130,7 +130,7 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
             conv(3, 16), ReLU(), MaxPool2d(2),                                   # 64 -> 32
             conv(16, 32), ReLU(), conv(32, 32), ReLU(), MaxPool2d(2),            # 32 -> 16
             conv(32, 64), ReLU(), conv(64, 64), ReLU(), MaxPool2d(2),            # 16 -> 8
-            conv(64, 64), ReLU()),                                                # the Grad-CAM layer: 8x8
+            conv(64, 64), ReLU()),                                 # features.14, the Grad-CAM layer: 8x8
         "avgpool": AdaptiveAvgPool2d(4),
         "flatten": Flatten(),
         "classifier": Sequential(Linear(64 * 4 * 4, 128, dtype=dtype, rng=rng), ReLU(), Dropout(0.3, rng=rng),

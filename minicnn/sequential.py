@@ -93,7 +93,7 @@ class Sequential(Layer):
         return len(self.children)
 
     def __repr__(self):
-        lines = [f"Sequential("]
+        lines = ["Sequential("]
         for name, layer in self.children.items():
             inner = repr(layer).replace("\n", "\n  ")
             lines.append(f"  ({name}): {inner}")

@@ -5,7 +5,6 @@ import pytest
 import attribution as attr
 import minicnn as mc
 
-from conftest import away_from_kinks
 
 X_N = np.array([[1.0, 0.0], [-1.0, -10.0]])
 G = np.array([[0.4, 1.1], [-0.5, -0.1]])

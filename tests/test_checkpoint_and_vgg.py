@@ -1,5 +1,4 @@
 """Issue 3: VGG in minicnn, torchvision's files read without PyTorch, conversion and download."""
-import io
 import os
 import pickle
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 
 import minicnn as mc
 import minicnn.models as models
-from minicnn.checkpoint import CheckpointError, load_torch_checkpoint
+from minicnn import CheckpointError, load_torch_checkpoint
 from minicnn.weights import convert, load_weights, read_weights
 
 FIXTURES = Path(__file__).parent / "fixtures"

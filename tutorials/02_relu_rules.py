@@ -32,7 +32,8 @@ g = np.array([[0.4, 1.1], [-0.5, -0.1]])       # the gradient arriving from abov
 relu = mc.ReLU()
 relu.forward(x)
 for rule in mc.RELU_RULES:
-    print(f"{rule:10s}", relu.backward(g, rule=rule).tolist())
+    # + 0.0 turns the -0.0 of (negative number) * False into a plain 0.0 for printing
+    print(f"{rule:10s}", (relu.backward(g, rule=rule) + 0.0).tolist())
 print("expected:  gradient [[0.4, 0], [0, 0]], deconvnet [[0.4, 1.1], [0, 0]], guided [[0.4, 0], [0, 0]]")
 print("note x = 0 at the top right: the strict x > 0 stops its 1.1 under the gradient rule")
 
