@@ -3,6 +3,8 @@
 On the generated shapes the object's mask is known, so a map can be scored:
 
 - localization: pointing game, relevance mass, relevance rank (one image, one mask);
+- faithfulness: deletion and insertion curves (does removing what the map
+  calls relevant change the prediction?);
 - class sensitivity: on two-object images, does the map for class A sit on
   object A rather than on object B?
 - model parameter randomization (Adebayo et al. 2018): randomize the layers
@@ -97,6 +99,38 @@ def relevance_rank(maps, masks):
     return result
 
 
+def deletion_insertion(model, x, targets, maps, steps=16, blur=4.0):
+    """Faithfulness curves (Petsiuk et al. 2018): (deletion AUC, insertion AUC), each (N,).
+
+    Deletion: black out the map's most relevant pixels first (all channels, in
+    ``steps`` equal chunks) and follow the target's softmax probability; a
+    faithful map makes it fall fast (low area under the curve). Insertion:
+    start from a blurred copy (Gaussian, ``blur`` pixels) and put the most
+    relevant pixels back first; a faithful map makes it rise fast (high area).
+    Areas are the trapezoid mean over the steps + 1 points, in [0, 1].
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from minicnn.losses import softmax
+    maps = np.asarray(maps, dtype=np.float64)
+    N, C, H, W = x.shape
+    counts = np.round(np.linspace(0, H * W, steps + 1)).astype(int)
+    deletion, insertion = np.zeros(N), np.zeros(N)
+    for n in range(N):
+        order = np.argsort(-maps[n].ravel(), kind="stable")
+        blurred = gaussian_filter(x[n], sigma=(0, blur, blur))
+        deleted = np.repeat(x[n:n + 1], steps + 1, axis=0)
+        inserted = np.repeat(blurred[None], steps + 1, axis=0)
+        for k, count in enumerate(counts):
+            rows, cols = np.unravel_index(order[:count], (H, W))
+            deleted[k][:, rows, cols] = 0
+            inserted[k][:, rows, cols] = x[n][:, rows, cols]
+        for curve, batch in ((deletion, deleted), (insertion, inserted)):
+            p = softmax(model.forward(batch.astype(x.dtype)))[:, targets[n]]
+            curve[n] = (p[:-1] + p[1:]).sum() / (2 * steps)
+    return deletion, insertion
+
+
 # --------------------------------------------------------------------------
 # Map similarity for the randomization test
 # --------------------------------------------------------------------------
@@ -129,15 +163,18 @@ def ssim(a, b, sigma=1.5):
 # --------------------------------------------------------------------------
 
 def localization(model, x, masks, targets, methods):
-    """{method: {"pointing game", "relevance mass", "relevance rank": mean over images}}, plus "random"."""
+    """{method: {"pointing game", "relevance mass", "relevance rank", "deletion AUC", "insertion AUC":
+    mean over images}}, plus the same for a "random map"."""
     results = {}
     rng = np.random.default_rng(0)
     maps_by_method = {name: to_pixel_map(name, f(model, x, targets), x.shape[2:]) for name, f in methods.items()}
     maps_by_method["random map"] = rng.random((len(x),) + x.shape[2:])
     for name, maps in maps_by_method.items():
+        deletion, insertion = deletion_insertion(model, x, targets, maps)
         results[name] = {"pointing game": pointing_game(maps, masks).mean(),
                          "relevance mass": relevance_mass(maps, masks).mean(),
-                         "relevance rank": relevance_rank(maps, masks).mean()}
+                         "relevance rank": relevance_rank(maps, masks).mean(),
+                         "deletion AUC": deletion.mean(), "insertion AUC": insertion.mean()}
     return results
 
 
@@ -271,12 +308,14 @@ def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
     steps, curves = parameter_randomization(model, x[:small], targets[:small], fast, seed=seed)
     inv = input_invariance(model, x[:small], targets[:small], evaluation_methods(smoothgrad_samples=8))
 
-    header = ("| method | pointing game | relevance mass | relevance rank | class sensitivity | "
-              "Spearman, all layers randomized | SSIM, all layers randomized | change under input shift |")
-    lines = [header, "|" + "---|" * 8]
+    header = ("| method | pointing game | relevance mass | relevance rank | deletion AUC (lower is better) | "
+              "insertion AUC (higher is better) | class sensitivity | Spearman, all layers randomized | "
+              "SSIM, all layers randomized | change under input shift |")
+    lines = [header, "|" + "---|" * 10]
     for name in list(methods) + ["random map"]:
         row = loc[name]
-        cells = [f"{row['pointing game']:.2f}", f"{row['relevance mass']:.2f}", f"{row['relevance rank']:.2f}"]
+        cells = [f"{row[k]:.2f}" for k in ("pointing game", "relevance mass", "relevance rank", "deletion AUC",
+                                           "insertion AUC")]
         cells.append(f"{sens[name]:.2f}" if name in sens else "")
         if name in curves:
             cells += [f"{curves[name]['spearman'][-1]:.2f}", f"{curves[name]['ssim'][-1]:.2f}"]

@@ -139,3 +139,28 @@ def test_help_explains_every_option():
     result = run("explain", "--help")
     for option in ["--model", "--methods", "--target", "--out", "--save-maps"]:
         assert option in result.stdout
+
+
+def _huge_png(path, width=20000, height=20000):
+    """A valid greyscale PNG of width x height black pixels, compressed to about a megabyte."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)                      # filter byte + one byte per pixel
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_very_large_image_is_refused_clearly(tmp_path):
+    huge = tmp_path / "huge.png"
+    _huge_png(huge)
+    assert huge.stat().st_size < 5_000_000
+    result = run("explain", huge, "--out", tmp_path / "out.png")
+    assert result.returncode == 2
+    assert "too large" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.png").exists()
