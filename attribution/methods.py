@@ -199,6 +199,7 @@ def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
     The Grad-CAM map is not scaled to [0, 1] before the product (as in Captum).
     """
     check_images(x)
+    resize_matrix(1, 1, mode)                 # an unknown mode fails here, before any work
     logits = model.forward(x)                 # one forward serves both backward passes
     targets = resolve_targets(target, logits)
     cam = _grad_cam_after_forward(model, logits, targets, layer)
