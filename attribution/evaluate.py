@@ -195,7 +195,9 @@ def class_sensitivity(model, x, labels, masks, methods):
 
 
 def randomized_copy(model, names, seed=0):
-    """A copy of model whose parameter layers ``names`` are re-initialized at random (PyTorch's init)."""
+    """A copy of model whose parameter layers ``names`` are re-initialized at random: each array
+    uniform in +-1/sqrt(fan_in), fan_in being its size per output unit (for a bias, its length;
+    PyTorch would use the weight's fan-in there)."""
     clone = copy.deepcopy(model)
     rng = np.random.default_rng(seed)
     for name in names:
