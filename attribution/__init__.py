@@ -1,14 +1,17 @@
 """attribution: pixel attribution (saliency maps) for minicnn models.
 
 Every method is ``method(model, x, target=None, ...) -> np.ndarray`` with
-``x: (N, C, H, W)``; see ``attribution.methods``.
+``x: (N, C, H, W)`` images in [0, 1]; the functions are in
+``attribution.methods`` and the one table of them, with titles and default
+settings, is ``attribution.METHODS`` (``attribution.registry``).
 """
-from .methods import (IG_METHODS, METHODS, SMOOTHGRAD_VARIANTS, deconvnet, default_cam_layer, grad_cam,
-                      gradient_x_input, guided_backprop, guided_grad_cam, ig_points, integrated_gradients,
-                      occlusion, resize_matrix, scale_01, smoothgrad, upsample, vanilla_gradient)
+from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, default_cam_layer, grad_cam, gradient_x_input,
+                      guided_backprop, guided_grad_cam, ig_points, integrated_gradients, occlusion, resize_matrix,
+                      scale_01, smoothgrad, upsample, vanilla_gradient)
+from .registry import ALIASES, METHODS, Method, get_method
 
 __all__ = [
-    "IG_METHODS", "METHODS", "SMOOTHGRAD_VARIANTS", "deconvnet", "default_cam_layer", "grad_cam",
-    "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients", "occlusion",
-    "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
+    "ALIASES", "IG_METHODS", "METHODS", "Method", "SMOOTHGRAD_VARIANTS", "deconvnet", "default_cam_layer", "get_method",
+    "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients",
+    "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
 ]

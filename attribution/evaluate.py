@@ -26,35 +26,30 @@ import minicnn as mc
 from minicnn.files import atomic_write
 
 from . import methods as am
-
-# How each method's (N, C, H, W) output becomes one (N, H, W) map to score.
-# Gradients' signs say nothing about relevance: their magnitude is used.
-# Gradient x Input, Integrated Gradients and Occlusion are signed evidence: positive = for the class.
-SIGNED_METHODS = {"gradient_x_input", "integrated_gradients", "occlusion"}
+from .registry import METHODS
 
 
-def evaluation_methods(smoothgrad_samples=50, ig_steps=32):
-    """{name: function(model, x, targets) -> raw map}, the methods the evaluation scores."""
-    return {
-        "vanilla_gradient": am.vanilla_gradient,
-        "gradient_x_input": am.gradient_x_input,
-        "deconvnet": am.deconvnet,
-        "guided_backprop": am.guided_backprop,
-        "grad_cam": am.grad_cam,
-        "guided_grad_cam": am.guided_grad_cam,
-        "smoothgrad": lambda m, x, t: am.smoothgrad(am.vanilla_gradient, m, x, t, n_samples=smoothgrad_samples,
-                                                    seed=0),
-        "integrated_gradients": lambda m, x, t: am.integrated_gradients(m, x, t, steps=ig_steps)[0],
-        "occlusion": lambda m, x, t: am.occlusion(m, x, t, window=x.shape[-1] // 8, stride=x.shape[-1] // 16),
-    }
+def evaluation_methods(smoothgrad_samples=None, ig_steps=None):
+    """{name: registry Method} for every method in the registry, in its order.
+
+    smoothgrad_samples, ig_steps: fewer samples or steps than the registry's
+    defaults, an explicit override where an experiment repeats a method many
+    times (the randomization cascade, the input-shift test) and needs speed."""
+    chosen = dict(METHODS)
+    if smoothgrad_samples is not None:
+        chosen["smoothgrad"] = chosen["smoothgrad"].with_settings(n_samples=smoothgrad_samples)
+    if ig_steps is not None:
+        chosen["integrated_gradients"] = chosen["integrated_gradients"].with_settings(steps=ig_steps)
+    return chosen
 
 
 def to_pixel_map(name, a, size):
-    """One method's raw output -> (N, H, W): channels summed (|a| unless the method is signed),
-    coarse maps (Grad-CAM) upsampled bilinearly to ``size``."""
+    """One method's raw output -> (N, H, W): channels summed with their sign for signed methods
+    (``METHODS[name].signed``: positive = evidence for the class), as |a| for the others, whose sign
+    says nothing about relevance; coarse maps (Grad-CAM) upsampled bilinearly to ``size``."""
     a = np.asarray(a, dtype=np.float64)
     if a.ndim == 4:
-        a = a.sum(axis=1) if name in SIGNED_METHODS else np.abs(a).sum(axis=1)
+        a = a.sum(axis=1) if name in METHODS and METHODS[name].signed else np.abs(a).sum(axis=1)
     if a.shape[1:] != tuple(size):
         a = am.upsample(a, size, "bilinear")
     return a
@@ -255,10 +250,7 @@ def shifted_model(model, shift):
     w = conv.params["weight"]
     new_conv.params["bias"] = (conv.params.get("bias", 0) - (w * s[None, :, None, None]).sum(axis=(1, 2, 3))
                                ).astype(w.dtype)
-    replacement = mc.Sequential({"pad": mc.ConstantPad2d(conv.padding, s[0]), "conv": new_conv})
-    parent, child = (clone[name.rsplit(".", 1)[0]], name.rsplit(".", 1)[1]) if "." in name else (clone, name)
-    parent.children[child] = replacement
-    clone._set_names("")
+    clone.replace(name, mc.Sequential({"pad": mc.ConstantPad2d(conv.padding, s[0]), "conv": new_conv}))
     return clone
 
 
@@ -273,7 +265,8 @@ def input_invariance(model, x, targets, methods, shift=-1.0):
     other = shifted_model(model, shift)
     logits, shifted_logits = model.forward(x), other.forward(x + shift)
     if mc.rel_error(logits, shifted_logits) > 1e-10:
-        raise AssertionError("the shift-compensated model does not reproduce the logits")
+        raise RuntimeError("the shift-compensated model does not reproduce the logits "
+                           f"(relative error {mc.rel_error(logits, shifted_logits):.1e})")
     result = {}
     for name, f in methods.items():
         a, b = f(model, x, targets), f(other, x + shift, targets)
@@ -285,36 +278,45 @@ def input_invariance(model, x, targets, methods, shift=-1.0):
 # The command: attribution evaluate
 # --------------------------------------------------------------------------
 
-def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
-    """Run every experiment on the shipped shapes model; write evaluation.md and randomization.png to
-    ``out_dir`` and print the table. Returns the results."""
-    import matplotlib.pyplot as plt
+def run_experiments(n=60, seed=0, log=print):
+    """Every experiment on the shipped shapes model -> a results dict (see ``results_table``).
 
+    Localization and faithfulness on ``n`` generated images, class
+    sensitivity on ``n`` two-object images, the randomization cascade and the
+    input-shift test on ``min(n, 12)`` images; every method of the registry.
+    """
     from minicnn.data import make_composites, make_shapes
     from minicnn.models import shapes_net
-
-    from .visualize import save_figure
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise ValueError(f"the output folder {out_dir} is not writable")
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive number of images, got {n!r}")
     model = shapes_net(pretrained=True)
     methods = evaluation_methods()
     x, labels, masks = make_shapes(n, seed=seed + 500)
-    targets = labels
-    loc = localization(model, x, masks, targets, methods)
+    log(f"localization and faithfulness on {n} images")
+    loc = localization(model, x, masks, labels, methods)
     cx, clabels, cmasks = make_composites(n, seed=seed + 600)
+    log(f"class sensitivity on {n} two-object images")
     sens = class_sensitivity(model, cx, clabels, cmasks, methods)
     small = min(n, 12)
+    # the cascade recomputes every map once per layer: fewer SmoothGrad samples and IG steps; occlusion left out
     fast = {k: v for k, v in evaluation_methods(smoothgrad_samples=16, ig_steps=16).items() if k != "occlusion"}
-    steps, curves = parameter_randomization(model, x[:small], targets[:small], fast, seed=seed)
-    inv = input_invariance(model, x[:small], targets[:small], evaluation_methods(smoothgrad_samples=8))
+    log(f"parameter randomization on {small} images")
+    steps, curves = parameter_randomization(model, x[:small], labels[:small], fast, seed=seed)
+    log(f"input invariance on {small} images")
+    inv = input_invariance(model, x[:small], labels[:small], evaluation_methods(smoothgrad_samples=8))
+    return {"localization": loc, "class_sensitivity": sens, "randomization": (steps, curves), "invariance": inv,
+            "n": n, "small": small, "seed": seed}
 
+
+def results_table(results):
+    """The results of ``run_experiments`` as a Markdown table and a note saying what was measured."""
+    loc, sens, inv = results["localization"], results["class_sensitivity"], results["invariance"]
+    curves = results["randomization"][1]
     header = ("| method | pointing game | relevance mass | relevance rank | deletion AUC (lower is better) | "
               "insertion AUC (higher is better) | class sensitivity | Spearman, all layers randomized | "
               "SSIM, all layers randomized | change under input shift |")
     lines = [header, "|" + "---|" * 10]
-    for name in list(methods) + ["random map"]:
+    for name in loc:
         row = loc[name]
         cells = [f"{row[k]:.2f}" for k in ("pointing game", "relevance mass", "relevance rank", "deletion AUC",
                                            "insertion AUC")]
@@ -325,9 +327,16 @@ def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
             cells += ["", ""]
         cells.append(("invariant" if inv[name] < 1e-6 else f"{inv[name]:.2g}") if name in inv else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    note = (f"shapes model; localization on {n} images, class sensitivity on {n} two-object images "
-            f"(both classes explained), randomization and input shift on {small} images; seed {seed}.")
+    note = (f"shapes model; localization on {results['n']} images, class sensitivity on {results['n']} two-object "
+            f"images (both classes explained), randomization and input shift on {results['small']} images; "
+            f"seed {results['seed']}.")
+    return "\n".join(lines), note
+
+
+def randomization_figure(results):
+    """The randomization cascade: Spearman and SSIM with the trained model's map, per method. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    steps, curves = results["randomization"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, c in curves.items():
         axes[0].plot(range(1, len(steps) + 1), c["spearman"], marker="o", label=name)
@@ -340,11 +349,26 @@ def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
         ax.axhline(0, color="gray", lw=0.5)
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, out_dir / "randomization.png")
+    return fig
+
+
+def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
+    """``attribution evaluate``: run the experiments, write evaluation.md and randomization.png to
+    ``out_dir``, print the table. Returns the results."""
+    from .visualize import save_figure
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f"the output folder {out_dir} is not writable")
+    results = run_experiments(n, seed, log)
+    table, note = results_table(results)
+    save_figure(randomization_figure(results), out_dir / "randomization.png")
     md = out_dir / "evaluation.md"
     with atomic_write(md, "w") as f:
         f.write(table + "\n\n" + note + "\n")
     log(table)
     log("\n" + note)
     log(f"written: {md.resolve()} and {(out_dir / 'randomization.png').resolve()}")
-    return {"localization": loc, "class_sensitivity": sens, "randomization": (steps, curves), "invariance": inv}
+    return results

@@ -3,7 +3,8 @@
 Common contract: ``method(model, x, target=None, ...)`` where
 
 - model: a ``minicnn.Sequential`` classifier, returning logits (N, K);
-- x: images (N, C, H, W), with the model's dtype;
+- x: images (N, C, H, W) in [0, 1], with the model's dtype (every model here
+  normalizes inside, so a baseline of zeros is a black image);
 - target: an int (the same class for every image), a sequence of N ints, or
   None (each image's predicted class).
 
@@ -222,7 +223,8 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
     variant: "mean" (SmoothGrad), "squared" (mean of squares, SmoothGrad^2)
         or "var" (VarGrad: E[a^2] - E[a]^2).
     noise: optional (N, n_samples, C, H, W) array used instead of random
-        noise, to compare exactly with another implementation.
+        noise, to compare exactly with another implementation (the noisy
+        copies are ``x[:, None] + noise``).
     target: None means each image's predicted class on the clean image, kept
         for all its noisy copies. The noisy copies go through ``method`` in
         batches of ``batch_size``. Returns the shape ``method`` returns for one image, per image.
@@ -289,17 +291,18 @@ def ig_points(steps, method="riemann_trapezoid"):
 
 
 def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="riemann_trapezoid",
-                         batch_size=25):
+                         batch_size=25, return_delta=False):
     """Integrated Gradients (Sundararajan et al. 2017).
 
     IG(x) = (x - x') * sum_j w_j * dF(x' + a_j (x - x'))/dx with the
     quadrature of ``ig_points`` (Captum's), F the target logit, x' the
-    baseline (zeros by default: a black image before normalization is not
-    zero after it; pass the baseline you mean). The path points of all images
+    baseline (zeros by default: a black image, since every model here takes
+    images in [0, 1] and normalizes inside). The path points of all images
     go through the model in batches of ``batch_size``.
 
-    Returns (attributions (N, C, H, W), delta (N,)) where delta, the
-    completeness error, is sum(attributions) - (F(x) - F(x')).
+    Returns the attributions (N, C, H, W); with ``return_delta=True`` (as
+    Captum's ``return_convergence_delta``), ``(attributions, delta)`` where
+    delta (N,), the completeness error, is sum(attributions) - (F(x) - F(x')).
     """
     check_images(x)
     N = len(x)
@@ -322,6 +325,8 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
         weighted = grads * row_weights[s:s + batch_size, None, None, None]
         sum_by_image(total, np.arange(s, s + len(grads)) // len(alphas), weighted)
     attributions = ((x - baseline) * total).astype(x.dtype)
+    if not return_delta:
+        return attributions
     delta = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - (end - start)
     return attributions, delta
 
@@ -368,8 +373,3 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     maps = (total / count).astype(x.dtype)
     return np.repeat(maps[:, None], C, axis=1)
 
-
-METHODS = {
-    "vanilla_gradient": vanilla_gradient, "gradient_x_input": gradient_x_input, "deconvnet": deconvnet,
-    "guided_backprop": guided_backprop, "grad_cam": grad_cam, "guided_grad_cam": guided_grad_cam,
-}

@@ -32,9 +32,12 @@ def signed(a):
     return a.sum(axis=1)
 
 
-def to_display(a):
-    """A map for showing: (N, C, H, W) attributions -> (N, H, W) by max_abs; (N, H, W) kept."""
-    return max_abs(a) if a.ndim == 4 else a
+def to_display(a, kind="abs"):
+    """A map for showing: (N, C, H, W) attributions -> (N, H, W), by ``signed`` for a signed map
+    (kind "signed"), else by ``max_abs``; (N, H, W) maps are kept."""
+    if a.ndim != 4:
+        return a
+    return signed(a) if kind == "signed" else max_abs(a)
 
 
 def show_image(ax, image):
@@ -75,7 +78,8 @@ def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, ce
         (coarse maps are upsampled bilinearly and overlaid on the image).
     row_labels: a text per row (class and probability), shown under each image.
     kinds: {method title: "abs" | "signed" | "overlay"}; default "overlay" for
-        coarse maps, "abs" for the rest.
+        coarse maps, "abs" for the rest. Signed maps are summed over channels
+        and drawn with a diverging colormap centred on zero, symmetric limits.
     Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
@@ -90,9 +94,10 @@ def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, ce
         if row_labels is not None:
             axes[n, 0].set_xlabel(row_labels[n], fontsize=9)
         for j, name in enumerate(names):
-            m = to_display(np.asarray(maps[name]))[n]
-            coarse = m.shape != (H, W)
+            a = np.asarray(maps[name])
+            coarse = a.shape[-2:] != (H, W)
             kind = kinds.get(name, "overlay" if coarse else "abs")
+            m = to_display(a, kind)[n]
             if coarse:
                 m = upsample(m[None], (H, W), "bilinear")[0]
             show_map(axes[n, j + 1], m, kind, image=images[n])

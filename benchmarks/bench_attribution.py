@@ -30,7 +30,7 @@ def main():
     import torch
     from bench_vgg16 import torch_model
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
-    model = models.vgg16()
+    model = models.vgg16(normalize=False)       # the bare network, like the torch twin
     net = torch_model()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -47,7 +47,7 @@ def torch_step(net, x, grad):
 def memory_child(side):
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     if side == "minicnn":
-        model = models.vgg16()
+        model = models.vgg16(normalize=False)         # the bare network, like the torch twin
         minicnn_step(model, x, True)
     else:
         import torch
@@ -68,7 +68,7 @@ def main():
         return memory_child(args.memory_child)
     import torch
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
-    model = models.vgg16()
+    model = models.vgg16(normalize=False)             # the bare network, like the torch twin
     net = torch_model()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -13,8 +13,8 @@ from .optim import SGD, Adam
 from .train import evaluate_accuracy, fit
 from .gradcheck import check_layer, numeric_vjp, rel_error
 from .checkpoint import CheckpointError, load_torch_checkpoint
-from .weights import load_weights
-from . import models
+from .weights import load_weights, save_weights
+from . import hub, models
 
 __version__ = "0.1.0"
 
@@ -22,5 +22,5 @@ __all__ = [
     "RELU_RULES", "AdaptiveAvgPool2d", "AvgPool2d", "ConstantPad2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
     "MaxPool2d", "Normalize", "ReLU", "Sequential", "softmax", "softmax_cross_entropy", "SGD", "Adam", "evaluate_accuracy",
     "fit", "check_layer", "numeric_vjp", "rel_error", "CheckpointError", "load_torch_checkpoint", "load_weights",
-    "models",
+    "save_weights", "hub", "models",
 ]

@@ -1,4 +1,4 @@
-"""``python -m minicnn``: download, convert and train weights.
+"""``python -m minicnn``: download, convert and train hub.
 
     python -m minicnn download vgg16            fetch torchvision's VGG-16 into the cache and convert it
     python -m minicnn convert vgg16 SRC.pth -o DST.npz
@@ -7,20 +7,20 @@
 import argparse
 import sys
 
-from . import weights
+from . import hub
 
 
 def _convert(args):
-    dst = weights.convert(args.arch, args.src, args.output)
+    dst = hub.convert(args.arch, args.src, args.output)
     print(f"wrote {dst}")
 
 
 def _download(args):
     try:
-        npz = weights.download(args.arch, base_url=args.base_url, dest_dir=args.cache_dir)
+        npz = hub.download(args.arch, base_url=args.base_url, dest_dir=args.cache_dir)
     except ConnectionError as e:
         print(f"error: {e}\nThe network is unreachable from here, or the server refused.\n"
-              f"{weights.manual_steps(args.arch, args.base_url, args.cache_dir)}", file=sys.stderr)
+              f"{hub.manual_steps(args.arch, args.base_url, args.cache_dir)}", file=sys.stderr)
         return 2
     print(f"{args.arch} weights ready: {npz}\nuse them with: minicnn.models.{args.arch}(weights='{npz}')")
     return 0
@@ -37,15 +37,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="download torchvision weights into the cache and convert them")
-    p.add_argument("arch", choices=sorted(weights.TORCHVISION_FILES), help="the architecture")
-    p.add_argument("--base-url", default=weights.TORCHVISION_BASE_URL,
+    p.add_argument("arch", choices=sorted(hub.TORCHVISION_FILES), help="the architecture")
+    p.add_argument("--base-url", default=hub.TORCHVISION_BASE_URL,
                    help="where the .pth files are served (default: %(default)s)")
     p.add_argument("--cache-dir", default=None,
                    help="folder for the files (default: $MINICNN_HOME or ~/.cache/minicnn)")
     p.set_defaults(func=_download)
 
     p = sub.add_parser("convert", help="check a torchvision .pth against an architecture and write it as .npz")
-    p.add_argument("arch", choices=sorted(weights.TORCHVISION_FILES), help="the architecture")
+    p.add_argument("arch", choices=sorted(hub.TORCHVISION_FILES), help="the architecture")
     p.add_argument("src", help="the .pth file (torch.save, zip or legacy format); it is never modified")
     p.add_argument("-o", "--output", required=True, help="the .npz file to write (written atomically)")
     p.set_defaults(func=_convert)

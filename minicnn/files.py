@@ -26,3 +26,10 @@ def atomic_write(path, mode="wb"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_save_npz(path, arrays):
+    """Write ``arrays`` ({name: array}) to ``path`` as .npz through a temporary file and a rename."""
+    import numpy as np
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)

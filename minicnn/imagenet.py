@@ -1,13 +1,14 @@
-"""ImageNet input and output: torchvision's preprocessing, its inverse for
-display, and the 1000 class names."""
+"""ImageNet input and output: torchvision's preprocessing (up to [0, 1]; the
+model normalizes inside) and the 1000 class names."""
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# torchvision's normalization, applied by the model's first layer (Normalize), not by preprocess
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 
 
 def load_image(image):
@@ -54,10 +55,14 @@ def load_image(image):
 
 
 def preprocess(image, size=224, resize=256):
-    """torchvision's ImageNet evaluation transform -> float32 (1, 3, size, size).
+    """torchvision's ImageNet evaluation transform, less the normalization -> float32 (1, 3, size, size) in [0, 1].
 
     Resize the shorter side to ``resize`` (bilinear), crop the centre
-    ``size`` x ``size``, scale to [0, 1], normalize with MEAN and STD.
+    ``size`` x ``size``, scale to [0, 1]. The mean/std normalization is the
+    model's first layer (``vgg16()`` starts with ``Normalize(MEAN, STD)``),
+    so the array is the picture itself: show it, perturb it, or take a black
+    image as a baseline without converting anything.
+    ``preprocess(image, 64, 64)`` gives the shapes model's input.
     """
     from PIL import Image
     img = load_image(image)
@@ -70,24 +75,16 @@ def preprocess(image, size=224, resize=256):
     left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
     img = img.crop((left, top, left + size, top + size))
     x = np.asarray(img, dtype=np.float32) / 255.0
-    x = (x - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
-def deprocess(x):
-    """The inverse of the normalization, for display: (1, 3, H, W) or (3, H, W) -> (H, W, 3) in [0, 1]."""
-    x = np.asarray(x)
-    if x.ndim == 4:
-        x = x[0]
-    return np.clip(x.transpose(1, 2, 0) * STD + MEAN, 0, 1)
 
 
 @lru_cache(maxsize=1)
 def class_names():
     """The 1000 ImageNet class names, in torchvision's order (index 652: "military uniform")."""
-    text = resources.files("minicnn").joinpath("data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = resources.files("minicnn").joinpath("assets/imagenet_classes.txt").read_text(encoding="utf-8")
     names = text.splitlines()
-    assert len(names) == 1000
+    if len(names) != 1000:
+        raise RuntimeError(f"the packaged class list has {len(names)} names, expected 1000: reinstall minicnn")
     return names
 
 

@@ -15,7 +15,9 @@ Unlike PyTorch, layers start in eval mode (``training = False``): explaining a
 trained model is what this package does most, and Dropout must then be off.
 """
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from . import conv_ops
+from .conv_ops import conv_output_size
 
 RELU_RULES = ("gradient", "deconvnet", "guided")
 
@@ -99,97 +101,6 @@ class Layer:
 # Convolution
 # --------------------------------------------------------------------------
 
-def conv_output_size(size, kernel, stride, padding):
-    """``H' = 1 + (H + 2*pad - KH) // stride`` (the same for widths)."""
-    return 1 + (size + 2 * padding - kernel) // stride
-
-
-_SCRATCH = {}
-
-
-def scratch(shape, dtype):
-    """A reusable array for short-lived columns (one buffer per dtype, grown as needed).
-
-    Why: the columns of a large layer take 100 MB or more, and the page faults
-    of a freshly allocated array cost as long as filling it. The columns live
-    only until the next matrix product, so one buffer can serve every layer.
-    The contents are overwritten by the next call; not thread-safe.
-    """
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    buf = _SCRATCH.get(dtype)
-    if buf is None or buf.size < n:
-        buf = _SCRATCH[dtype] = np.empty(n, dtype)
-    return buf[:n].reshape(shape)
-
-
-def im2col(x, kh, kw, stride, padding, reuse=False):
-    """Unfold every (KH, KW) window of ``x`` into a column.
-
-    x: (N, C, H, W) -> cols: (N, C*KH*KW, H'*W'), rows ordered (c, i, j) like
-    the flattened weight ``w.reshape(F, -1)``. The windows are a strided view
-    (no copy); copying them into a matrix is the one copy. With ``reuse`` the
-    matrix lives in the shared scratch buffer (see ``scratch``).
-    """
-    N, C, H, W = x.shape
-    ph, pw = padding
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    Ho = conv_output_size(H, kh, stride[0], ph)
-    Wo = conv_output_size(W, kw, stride[1], pw)
-    sN, sC, sH, sW = x.strides
-    windows = as_strided(x, (N, C, kh, kw, Ho, Wo),
-                         (sN, sC, sH, sW, sH * stride[0], sW * stride[1]), writeable=False)
-    if not reuse:
-        return windows.reshape(N, C * kh * kw, Ho * Wo)
-    cols = scratch(windows.shape, x.dtype)
-    np.copyto(cols, windows)
-    return cols.reshape(N, C * kh * kw, Ho * Wo)
-
-
-def col2im(dcols, x_shape, kh, kw, stride, padding):
-    """The adjoint of im2col: add every column back onto the window it came from.
-
-    dcols: (N, C*KH*KW, H'*W') -> dx: (N, C, H, W). Overlapping windows add up.
-    """
-    N, C, H, W = x_shape
-    ph, pw = padding
-    Ho = conv_output_size(H, kh, stride[0], ph)
-    Wo = conv_output_size(W, kw, stride[1], pw)
-    dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dcols.dtype)
-    d = dcols.reshape(N, C, kh, kw, Ho, Wo)
-    for i in range(kh):
-        for j in range(kw):
-            dx[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]] += d[:, :, i, j]
-    return dx[:, :, ph:ph + H, pw:pw + W]
-
-
-COLUMN_BUDGET = 64 * 2 ** 20
-
-
-def image_chunks(n_images, bytes_per_image):
-    """Slices of the batch whose columns fit in COLUMN_BUDGET bytes (at least one image each).
-
-    A batch of large images is unfolded a few images at a time, so the
-    columns stay ~100 MB whatever the batch size (VGG-16's second layer needs
-    115 MB of columns per image)."""
-    step = max(1, COLUMN_BUDGET // max(1, bytes_per_image))
-    return [slice(i, min(n_images, i + step)) for i in range(0, n_images, step)]
-
-
-def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
-    """x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, H', W'): im2col + one matrix product."""
-    N, C, H, W = x.shape
-    F, _, kh, kw = w.shape
-    Ho = conv_output_size(H, kh, stride[0], padding[0])
-    Wo = conv_output_size(W, kw, stride[1], padding[1])
-    out = np.empty((N, F, Ho * Wo), dtype=x.dtype)
-    for part in image_chunks(N, C * kh * kw * Ho * Wo * x.itemsize):
-        cols = im2col(x[part], kh, kw, stride, padding, reuse=True)     # (n, C*KH*KW, H'*W')
-        np.matmul(w.reshape(F, -1), cols, out=out[part])                 # (n, F, H'*W')
-    return out.reshape(N, F, Ho, Wo)
-
-
 class Conv2d(Layer):
     """2-D convolution (cross-correlation, as in every deep learning library).
 
@@ -197,8 +108,9 @@ class Conv2d(Layer):
     ``H' = 1 + (H + 2*padding - KH) // stride``, the same for W.
     Initialised like PyTorch: uniform in +-1/sqrt(C*KH*KW).
 
-    This is the fast path: im2col + one matrix product per layer (``conv2d``).
-    The loop version it is tested against is ``minicnn.naive.conv2d_forward_naive``.
+    The arithmetic runs in ``minicnn.conv_ops`` (im2col + one matrix product
+    per layer); the loop version it is tested against is
+    ``minicnn.naive.conv2d_forward_naive``.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -223,13 +135,17 @@ class Conv2d(Layer):
                 f"stride={self.stride}, padding={self.padding}, bias={'bias' in self.params}")
 
     def forward(self, x):
-        """x: (N, C, H, W) -> out: (N, F, H', W'). Cache: x."""
+        """x: (N, C, H, W) -> out: (N, F, H', W'). Cache: x.
+
+        ``out[n, f, i, j] = sum over (c, a, b) of w[f, c, a, b] * xpad[n, c, i*s + a, j*s + b] + b[f]``
+        (``minicnn.naive.conv2d_forward_naive`` is this formula as loops).
+        """
         self._check_input(x, 4, "(N, C, H, W)", channels=self.in_channels)
-        N, _, H, W = x.shape
-        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
+        H, W = x.shape[2:]
+        (kh, kw), p = self.kernel_size, self.padding
         if H + 2 * p[0] < kh or W + 2 * p[1] < kw:
             raise ValueError(f"{self.name}: input {H}x{W} (padded by {p}) is smaller than the kernel {kh}x{kw}")
-        out = conv2d(x, self.params["weight"], s, p)
+        out = conv_ops.conv2d(x, self.params["weight"], self.stride, p)     # im2col + one matrix product
         if "bias" in self.params:
             out += self.params["bias"][:, None, None]
         self.cache = x
@@ -238,37 +154,21 @@ class Conv2d(Layer):
     def backward(self, dout, param_grads=False):
         """dout: (N, F, H', W') -> dx: (N, C, H, W).
 
+        Every output element saw one window of the input through the weights,
+        so it sends ``dout * w[f]`` back onto that window (dx) and
+        ``dout * window`` to the weights (dw); the bias saw every position.
         With param_grads, also ``grads["weight"]: (F, C, KH, KW)`` and
-        ``grads["bias"]: (F,)``; the columns are rebuilt for that, so the
-        attribution path (input gradient only) never pays for them.
+        ``grads["bias"]: (F,)``, summed over the batch; the attribution path
+        (input gradient only) never pays for them.
         """
         x = self._cached()
-        w = self.params["weight"]
-        N, F = x.shape[0], w.shape[0]
-        (kh, kw), s, p = self.kernel_size, self.stride, self.padding
-        Ho = conv_output_size(x.shape[2], kh, s[0], p[0])
-        Wo = conv_output_size(x.shape[3], kw, s[1], p[1])
-        self._check_dout(dout, (N, F, Ho, Wo))
-        d = dout.reshape(N, F, Ho * Wo)
-        if s == (1, 1) and p[0] < kh and p[1] < kw and F <= x.shape[1]:
-            # For stride 1, the input gradient is itself a convolution: dout
-            # padded by K-1-pad, with the kernel flipped and in/out swapped (a
-            # "transposed convolution"). It is cheaper than col2im when the
-            # layer does not widen (F <= C); the first layer (C = 3) is not.
-            w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            dx = conv2d(dout, w_flipped, (1, 1), (kh - 1 - p[0], kw - 1 - p[1]))
-        else:
-            dx = np.empty(x.shape, dtype=dout.dtype)
-            for part in image_chunks(N, w[0].size * Ho * Wo * dout.itemsize):
-                dcols = scratch((part.stop - part.start, w[0].size, Ho * Wo), dout.dtype)
-                np.matmul(w.reshape(F, -1).T, d[part], out=dcols)            # (n, C*KH*KW, H'*W')
-                dx[part] = col2im(dcols, dx[part].shape, kh, kw, s, p)
+        w, s, p = self.params["weight"], self.stride, self.padding
+        Ho = conv_output_size(x.shape[2], w.shape[2], s[0], p[0])
+        Wo = conv_output_size(x.shape[3], w.shape[3], s[1], p[1])
+        self._check_dout(dout, (x.shape[0], w.shape[0], Ho, Wo))
+        dx = conv_ops.conv2d_input_grad(dout, w, x.shape, s, p)
         if param_grads:
-            grad = np.zeros((F, w[0].size), dtype=w.dtype)
-            for part in image_chunks(N, w[0].size * Ho * Wo * x.itemsize):
-                cols = im2col(x[part], kh, kw, s, p, reuse=True)
-                grad += np.matmul(d[part], cols.transpose(0, 2, 1)).sum(axis=0)   # sum over the batch
-            self.grads["weight"] = grad.reshape(w.shape)
+            self.grads["weight"] = conv_ops.conv2d_weight_grad(dout, x, w.shape, s, p)
             if "bias" in self.params:
                 self.grads["bias"] = dout.sum(axis=(0, 2, 3))
         return dx

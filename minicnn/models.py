@@ -6,11 +6,21 @@ loads by name: ``features.0`` ... ``features.30``, ``avgpool``,
 ``classifier.0`` ... ``classifier.6``. (torchvision flattens inside
 ``forward``; here that step is a layer of its own, ``flatten``, which has no
 parameters and so changes no weight name.)
+
+One input convention for every model here: images in [0, 1], (N, 3, H, W).
+Each model normalizes inside, in a first ``normalize`` layer (no parameters,
+so no weight name changes), which makes attributions and baselines refer to
+the image itself: a zero baseline is a black image for every model.
+
+Pretrained ImageNet weights come from ``minicnn.hub.pretrained("vgg16")``; a
+constructor here never looks in the cache or the network.
 """
 import numpy as np
 
+from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
 from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Normalize, ReLU
 from .sequential import Sequential
+from .weights import load_weights
 
 # Output channels of each 3x3 convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman 2014, table 1).
 VGG_CONFIGS = {
@@ -22,10 +32,14 @@ VGG_CONFIGS = {
 }
 
 
-def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_size=7, dtype=np.float32, seed=0):
+def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_size=7, dtype=np.float32, seed=0,
+        normalize=True):
     """A VGG network.
 
     config: a name in VGG_CONFIGS or a list like it.
+    normalize: start with ``Normalize(ImageNet mean, std)``, so that the model
+        takes images in [0, 1] (``minicnn.imagenet.preprocess`` gives them);
+        False gives torchvision's bare network, which takes normalized input.
     width: scales every conv's channels (1.0 is the real network; smaller
         widths give quick test models with the same layout and names).
     hidden: the two hidden Linear layers' size (4096 in VGG).
@@ -33,6 +47,9 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
         (PyTorch's default initialisation, seeded by ``seed``).
     The model is in eval mode.
     """
+    if isinstance(weights, str) and weights == "imagenet":
+        raise ValueError("model constructors load files only; for torchvision's ImageNet weights use "
+                         "minicnn.hub.pretrained('vgg16') (after: python -m minicnn download vgg16)")
     cfg = VGG_CONFIGS[config] if isinstance(config, str) else list(config)
     rng = np.random.default_rng(seed)
     layers, channels = [], 3
@@ -43,7 +60,9 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
             out = max(1, int(round(v * width)))
             layers += [Conv2d(channels, out, 3, padding=1, dtype=dtype, rng=rng), ReLU()]
             channels = out
+    head = {"normalize": Normalize(IMAGENET_MEAN, IMAGENET_STD)} if normalize else {}
     model = Sequential({
+        **head,
         "features": Sequential(*layers),
         "avgpool": AdaptiveAvgPool2d(pool_size),
         "flatten": Flatten(),
@@ -53,7 +72,6 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
             Linear(hidden, num_classes, dtype=dtype, rng=rng)),
     })
     if weights is not None:
-        from .weights import load_weights
         load_weights(model, weights)
     return model.eval()
 
@@ -88,12 +106,8 @@ def vgg13(num_classes=1000, weights=None, **kwargs):
 def vgg16(num_classes=1000, weights=None, **kwargs):
     """VGG-16 (configuration D): 13 convolutions, 138,357,544 parameters.
 
-    ``weights="imagenet"`` loads the converted torchvision weights from the
-    cache (``python -m minicnn download vgg16`` puts them there).
+    For torchvision's ImageNet weights: ``minicnn.hub.pretrained("vgg16")``.
     """
-    if isinstance(weights, str) and weights == "imagenet":
-        from .weights import cached_weights
-        weights = cached_weights("vgg16")
     return vgg("vgg16", num_classes, weights, **kwargs)
 
 
@@ -105,14 +119,14 @@ def vgg19(num_classes=1000, weights=None, **kwargs):
 ARCHITECTURES = {"vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19}
 
 
-SHAPES_WEIGHTS = "data/shapes_net.npz"
+SHAPES_WEIGHTS = "assets/shapes_net.npz"
 SHAPES_MEAN, SHAPES_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
     """The demo model: a small VGG-style net for 64x64 ``minicnn.data`` shapes.
 
-    It takes images in [0, 1] (its first layer normalizes them). The same
+    It takes images in [0, 1] (its first layer normalizes them), like every model here. The same
     layer kinds as VGG-16: 3x3 conv + ReLU blocks and 2x2 max-pools
     (``features``), an adaptive average pool, and a Linear/ReLU/Dropout
     classifier. Its Grad-CAM layer is ``features.14`` (8x8 at 64x64 input).
@@ -139,8 +153,6 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
     vgg_init(model, rng)
     if pretrained:
         from importlib import resources
-
-        from .weights import load_weights
         with resources.as_file(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)) as path:
             if not path.exists():
                 raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train shapes")

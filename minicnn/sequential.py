@@ -92,6 +92,21 @@ class Sequential(Layer):
     def __len__(self):
         return len(self.children)
 
+    def replace(self, name, layer):
+        """Put ``layer`` where the layer (or block) ``name`` is, e.g.
+        ``model.replace("features.0", Sequential(ConstantPad2d(1), conv))``; returns the old one.
+
+        Call it on the whole model: every dotted name is worked out again.
+        """
+        if not isinstance(layer, Layer):
+            raise TypeError(f"replace: {name!r} must become a minicnn layer, got {type(layer).__name__}")
+        old = self[name]                                 # KeyError listing the layers if there is none
+        parent_name, _, child = name.rpartition(".")
+        parent = self[parent_name] if parent_name else self
+        parent.children[child] = layer
+        self._set_names("" if self.name == "model" else self.name + ".")
+        return old
+
     def __repr__(self):
         lines = ["Sequential("]
         for name, layer in self.children.items():

@@ -13,7 +13,7 @@ from .data import make_shapes
 from .models import SHAPES_WEIGHTS, shapes_net
 from .optim import Adam
 from .train import evaluate_accuracy, fit
-from .weights import atomic_save_npz
+from .files import atomic_save_npz
 
 RECIPE = dict(n_train=10000, epochs=6, batch_size=32, lr=1e-3, n_val=600)
 

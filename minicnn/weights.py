@@ -1,47 +1,13 @@
-"""Weights: load them into a model, convert torchvision files to ``.npz``,
-and download torchvision's files into a cache, all without PyTorch."""
-import hashlib
-import os
-import re
-import sys
-import urllib.error
-import urllib.request
+"""Weights on this machine: read a ``.npz`` or ``.pth`` file into a model, and save one.
+
+Getting torchvision's files from the internet is ``minicnn.hub``'s job.
+"""
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import load_torch_checkpoint
-from .files import atomic_write
-
-TORCHVISION_BASE_URL = "https://download.pytorch.org/models"
-# torchvision's file names; the 8 hex digits are the start of the file's SHA-256.
-TORCHVISION_FILES = {
-    "vgg11": "vgg11-8a719046.pth",
-    "vgg13": "vgg13-19584684.pth",
-    "vgg16": "vgg16-397923af.pth",
-    "vgg19": "vgg19-dcbb9e9d.pth",
-}
-
-
-def cache_dir():
-    """Where downloaded weights go: $MINICNN_HOME, else $XDG_CACHE_HOME/minicnn, else ~/.cache/minicnn."""
-    if os.environ.get("MINICNN_HOME"):
-        return Path(os.environ["MINICNN_HOME"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minicnn"
-
-
-def converted_path(arch):
-    return cache_dir() / TORCHVISION_FILES[arch].replace(".pth", ".npz")
-
-
-def cached_weights(arch):
-    """The converted weights of ``arch`` in the cache; FileNotFoundError saying how to get them."""
-    path = converted_path(arch)
-    if not path.exists():
-        raise FileNotFoundError(f"no converted {arch} weights at {path}. Run:  python -m minicnn download {arch}"
-                                f"  (or, with the .pth obtained elsewhere:  python -m minicnn convert {arch} "
-                                f"FILE.pth -o {path})")
-    return path
+from .files import atomic_save_npz
 
 
 def read_weights(path):
@@ -71,119 +37,10 @@ def load_weights(model, path):
         raise ValueError(f"{path}: {e}") from None
 
 
-def atomic_save_npz(path, arrays):
-    """Write ``arrays`` to ``path`` as .npz through a temporary file and a rename: no half file, ever."""
-    with atomic_write(path) as f:
-        np.savez(f, **arrays)
-
-
-def convert(arch, src, dst):
-    """Check a torchvision checkpoint against ``arch`` (every key and shape), then write it as ``.npz``."""
-    from .models import ARCHITECTURES
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    src, dst = Path(src), Path(dst)
-    if dst.suffix != ".npz":
-        raise ValueError(f"the output must end in .npz, got {dst}")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise ValueError(f"the output {dst} is the input file; choose another name")
-    if not dst.parent.is_dir():
-        raise ValueError(f"the output folder {dst.parent} does not exist")
-    state = read_weights(src)
-    model = ARCHITECTURES[arch]()
-    try:
-        model.load_state_dict(state, strict=True)
-    except ValueError as e:
-        raise ValueError(f"{src} does not fit {arch}: {e}") from None
-    atomic_save_npz(dst, model.state_dict())
-    return dst
-
-
-class ChecksumError(ValueError):
-    """A downloaded file's SHA-256 does not start with the prefix in its name."""
-
-
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(url, dest_dir, progress=sys.stderr, timeout=60, chunk=1 << 20):
-    """Download ``url`` into ``dest_dir``; returns the file's path.
-
-    If the file name carries a SHA-256 prefix (``name-<hex>.ext``, as
-    torchvision's do), the download is verified against it. The bytes go to a
-    temporary file that is renamed only once complete and verified, so an
-    interrupted or wrong download leaves nothing behind. Progress goes to
-    ``progress`` (None for silence). An existing file is not downloaded again.
-    """
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    dest = dest_dir / name
-    match = re.search(r"-([0-9a-f]{8,64})\.", name)
-    expected = match.group(1) if match else None
-    if dest.exists():
-        if expected:
-            got = sha256_of(dest)
-            if not got.startswith(expected):
-                raise ChecksumError(f"{dest} is already there but its SHA-256 is {got}, expected one starting "
-                                    f"with {expected}; remove it and download again")
-        return dest
-    digest, done = hashlib.sha256(), 0
-    try:
-        with atomic_write(dest) as f, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            while True:
-                block = response.read(chunk)
-                if not block:
-                    break
-                f.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress is not None:
-                    share = f" {100 * done / total:5.1f}% of {total / 1e6:.1f} MB" if total else ""
-                    print(f"\r{name}: {done / 1e6:.1f} MB{share}", end="", file=progress, flush=True)
-            if progress is not None:
-                print(file=progress)
-            if total and done != total:
-                raise ConnectionError(f"the connection closed after {done} of {total} bytes")
-            got = digest.hexdigest()
-            if expected and not got.startswith(expected):
-                raise ChecksumError(f"{name}: checksum mismatch: expected a SHA-256 starting with {expected}, "
-                                    f"got {got}; the download was discarded")
-        return dest
-    except urllib.error.HTTPError as e:
-        raise ConnectionError(f"{url}: HTTP {e.code} {e.reason}") from e
-    except (urllib.error.URLError, OSError) as e:
-        raise ConnectionError(f"could not download {url}: {getattr(e, 'reason', e)}") from e
-
-
-def download(arch, base_url=TORCHVISION_BASE_URL, dest_dir=None, progress=sys.stderr):
-    """Fetch torchvision's ``arch`` weights into the cache, verify them, convert to .npz; returns the .npz path.
-
-    A ``.pth`` already in the cache (put there by hand, say) is used as it is.
-    """
-    if arch not in TORCHVISION_FILES:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(TORCHVISION_FILES)}")
-    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
-    pth = fetch(f"{base_url.rstrip('/')}/{TORCHVISION_FILES[arch]}", dest_dir, progress=progress)
-    npz = dest_dir / TORCHVISION_FILES[arch].replace(".pth", ".npz")
-    if not npz.exists():
-        if progress is not None:
-            print(f"converting {pth.name} -> {npz.name}", file=progress)
-        convert(arch, pth, npz)
-    return npz
-
-
-def manual_steps(arch, base_url=TORCHVISION_BASE_URL, dest_dir=None):
-    dest_dir = Path(dest_dir) if dest_dir is not None else cache_dir()
-    name = TORCHVISION_FILES[arch]
-    return (f"To install the weights by hand:\n"
-            f"  1. on a machine with internet, download {base_url.rstrip('/')}/{name}\n"
-            f"  2. copy it to {dest_dir / name}\n"
-            f"  3. run:  python -m minicnn download {arch}   (it finds the file, verifies and converts it)\n"
-            f"Or set MINICNN_HOME to the folder that holds the file.")
+def save_weights(model, path):
+    """Write ``model.state_dict()`` to ``path`` (.npz), atomically. Returns the path."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"weights are saved as .npz; got {path}")
+    atomic_save_npz(path, model.state_dict())
+    return path

@@ -79,7 +79,7 @@ def test_integrated_gradients(setup, method, steps, baseline):
     model, net, x, tx = setup
     baseline = np.zeros_like(x) if baseline == "zero" else np.random.default_rng(1).uniform(-0.5, 0.5, x.shape)
     ours, delta = attr.integrated_gradients(model, x, TARGETS, baseline=baseline, steps=steps, method=method,
-                                            batch_size=7)
+                                            batch_size=7, return_delta=True)
     theirs, their_delta = IntegratedGradients(net).attribute(
         tx, baselines=torch.tensor(baseline), target=TARGETS, n_steps=steps, method=method,
         return_convergence_delta=True)

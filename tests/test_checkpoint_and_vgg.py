@@ -12,7 +12,8 @@ import pytest
 import minicnn as mc
 import minicnn.models as models
 from minicnn import CheckpointError, load_torch_checkpoint
-from minicnn.weights import convert, load_weights, read_weights
+from minicnn.hub import convert
+from minicnn.weights import load_weights, read_weights
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = dict(width=1 / 32, hidden=16, num_classes=10)
@@ -25,7 +26,7 @@ def tiny_vgg16(**kw):
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
 def test_fixture_checkpoints_read_without_torch(fmt):
     state = load_torch_checkpoint(FIXTURES / f"tiny_vgg16_{fmt}.pth")
-    model = tiny_vgg16()
+    model = tiny_vgg16(normalize=False)   # the fixture's logits come from torchvision's bare network
     assert list(state) == list(model.state_dict())          # torchvision's names, in order
     model.load_state_dict(state)
     expected = np.load(FIXTURES / "tiny_vgg16_expected.npz")
@@ -49,6 +50,10 @@ def test_vgg_layouts():
     assert [n for n, l in m.named_layers() if isinstance(l, mc.MaxPool2d)] == \
         [f"features.{i}" for i in (4, 9, 16, 23, 30)]
     assert names[-9:] == ["avgpool", "flatten"] + [f"classifier.{i}" for i in range(7)]
+    assert names[0] == "normalize" and isinstance(m["normalize"], mc.Normalize)       # takes [0, 1] images
+    assert models.vgg16(width=1 / 64, hidden=8, normalize=False).layer_names()[0] == "features.0"
+    with pytest.raises(ValueError, match=r"minicnn.hub.pretrained\('vgg16'\)"):
+        models.vgg16(weights="imagenet")
     for arch, n_convs in [("vgg11", 8), ("vgg13", 10), ("vgg19", 16)]:
         m = models.vgg(arch, width=1 / 64, hidden=8)
         assert sum(isinstance(l, mc.Conv2d) for _, l in m.named_layers()) == n_convs
@@ -160,7 +165,7 @@ def test_cli_convert_errors_exit_nonzero(tmp_path):
 def test_imagenet_preprocess_and_decode(tmp_path):
     from PIL import Image
 
-    from minicnn.imagenet import class_names, decode_predictions, deprocess, preprocess
+    from minicnn.imagenet import class_names, decode_predictions, preprocess
     names = class_names()
     assert len(names) == 1000 and names[652] == "military uniform" and names[921] == "book jacket"
     rng = np.random.default_rng(0)
@@ -169,7 +174,8 @@ def test_imagenet_preprocess_and_decode(tmp_path):
     assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
     # the same crop by hand: short side 256 -> 256x341, centre 224
     ref = np.asarray(img.resize((341, 256), Image.BILINEAR).crop((58, 16, 282, 240)), np.float32) / 255
-    np.testing.assert_allclose(deprocess(x), ref, atol=1e-6)
+    assert 0 <= x.min() and x.max() <= 1                   # [0, 1]: the model normalizes inside
+    np.testing.assert_allclose(x[0].transpose(1, 2, 0), ref, atol=1e-6)
     grey = rng.integers(0, 256, (50, 60)).astype(np.uint8)
     rgba = Image.fromarray(np.stack([grey] * 4, -1))
     images = {"L": Image.fromarray(grey), "RGBA": rgba, "P": rgba.convert("P"),

@@ -43,7 +43,7 @@ def test_shipped_model_accuracy_on_fresh_images():
 
 def test_shipped_weights_are_small():
     from importlib import resources
-    size = resources.files("minicnn").joinpath("data/shapes_net.npz").stat().st_size
+    size = resources.files("minicnn").joinpath("assets/shapes_net.npz").stat().st_size
     assert size < 3_000_000
 
 
@@ -94,7 +94,8 @@ def test_explain_end_to_end_with_saved_maps(tmp_path, shape_images):
 @pytest.mark.parametrize("args,message", [
     (["explain", "MISSING.png"], "no image file at MISSING.png"),
     (["explain", "NOTIMAGE.png"], "not an image PIL can read"),
-    (["explain", "IMG", "--methods", "vanilla", "lime"], "unknown method lime; valid: vanilla, deconvnet"),
+    (["explain", "IMG", "--methods", "vanilla", "nonsense"],
+     "unknown method nonsense; valid: vanilla_gradient, gradient_x_input, deconvnet"),
     (["explain", "IMG", "--model", "resnet"], "unknown model 'resnet': use shapes or vgg16"),
     (["explain", "IMG", "--target", "hexagon"], "unknown class 'hexagon'; valid: circle, square"),
     (["explain", "IMG", "--out", "NOFOLDER/x.png"], "the output folder"),

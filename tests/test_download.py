@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from minicnn.weights import ChecksumError, download, fetch
+from minicnn.hub import ChecksumError, download, fetch
 
 PAYLOAD = bytes(range(256)) * 4096            # 1 MB
 PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minicnn.grade import grade
+from attribution.grade import grade
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "tutorials" / "assignments"
@@ -66,7 +66,7 @@ PLANTED = [
     ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = dA.sum(axis=(2, 3))", "grad_cam", "Grad-CAM"),
     ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
      "return (alpha[:, :, None, None] * A).sum(axis=1)", "grad_cam", "ReLU"),
-    ("gradcam_smoothgrad", "return total / len(noise)", "return total", "smoothgrad", "mean over samples"),
+    ("gradcam_smoothgrad", "return total / noise.shape[1]", "return total", "smoothgrad", "mean over samples"),
 ]
 
 
@@ -86,12 +86,12 @@ def test_planted_mistakes_are_caught(tmp_path, assignment, old, new, function, w
 
 
 def test_grade_command_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "relu_maxpool",
+    result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool",
                              str(SOLUTIONS / "a_relu_maxpool.py")], capture_output=True, text=True)
     assert result.returncode == 0 and re.search(r"total\s+(\d+)/\1", result.stdout), result.stdout
-    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "relu_maxpool",
+    result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool",
                              str(STUBS / "a_relu_maxpool.py")], capture_output=True, text=True)
     assert result.returncode == 1 and "relu_backward_guided" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "minicnn.grade", "bogus", str(STUBS / "a_relu_maxpool.py")],
+    result = subprocess.run([sys.executable, "-m", "attribution.grade", "bogus", str(STUBS / "a_relu_maxpool.py")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "unknown assignment 'bogus'" in result.stderr

@@ -1,11 +1,17 @@
 """VGG-16 against PyTorch: a torchvision-layout net built by hand in torch with
-random weights, saved in both formats, read by minicnn, compared."""
+random weights, saved in both formats, read by minicnn, compared.
+
+minicnn's VGG takes images in [0, 1] and normalizes in its first layer; the
+torch twin does the same normalization (torchvision's transform) in its
+forward, so the compared models are the same function of the image."""
 import numpy as np
 import pytest
 
 import minicnn as mc
 import minicnn.models as models
-from minicnn.weights import convert, load_weights
+from minicnn.imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
+from minicnn.hub import convert
+from minicnn.weights import load_weights
 
 from conftest import needs_torch, torch
 
@@ -34,6 +40,9 @@ def torch_vgg(cfg, width=1.0, hidden=4096, num_classes=1000, pool=7):
                                             nn.Linear(hidden, num_classes))
 
         def forward(self, x):
+            mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).reshape(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, dtype=x.dtype).reshape(1, 3, 1, 1)
+            x = (x - mean) / std                          # transforms.Normalize, here inside the model
             return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
     torch.manual_seed(0)
@@ -58,7 +67,7 @@ def test_reduced_vgg16_both_formats_float64(tmp_path, fmt):
     path = tmp_path / "w.pth"
     torch.save(net.state_dict(), path, _use_new_zipfile_serialization=(fmt == "zip"))
     model = load_weights(models.vgg("vgg16", width=1 / 8, hidden=64, num_classes=20, dtype=np.float64), path)
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64))
+    x = np.random.default_rng(0).uniform(0, 1, (2, 3, 64, 64))          # images in [0, 1]
     logits, dx, tlogits, tdx = _compare(model, net, x, target=7)
     assert mc.rel_error(logits, tlogits) <= 1e-10
     assert mc.rel_error(dx, tdx) <= 1e-10
@@ -71,7 +80,7 @@ def test_full_vgg16_from_torch_files(tmp_path):
     pth = tmp_path / "vgg16-test.pth"
     torch.save(net.state_dict(), pth, _use_new_zipfile_serialization=False)    # torchvision's (legacy) format
     npz = convert("vgg16", pth, tmp_path / "vgg16-test.npz")
-    x = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 3, 224, 224)).astype(np.float32)
     model = models.vgg16(weights=npz)
     logits, _, tlogits, _ = _compare(model, net, x, target=3)
     assert np.linalg.norm(logits - tlogits) <= 1e-5 * np.linalg.norm(tlogits)

@@ -61,7 +61,7 @@ print("relative errors:", {k: f"{v:.1e}" for k, v in errors.items()})
 # matrix product: `w.reshape(F, -1) @ cols`. Same sums, different order.
 
 # %%
-from minicnn.layers import im2col  # noqa: E402
+from minicnn.conv_ops import im2col  # noqa: E402
 
 cols = im2col(x, 3, 3, (2, 2), (1, 1))
 print("im2col: (N, C*KH*KW, H'*W') =", cols.shape)

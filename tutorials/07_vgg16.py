@@ -22,18 +22,17 @@ from matplotlib import cbook
 
 import attribution as attr
 from attribution.visualize import max_abs
-from minicnn.imagenet import decode_predictions, deprocess, preprocess
+from minicnn.hub import pretrained
+from minicnn.imagenet import decode_predictions, preprocess
 from minicnn.models import vgg16
-from minicnn.weights import cached_weights
 
 FIGURES = os.environ.get("TUTORIAL_FIGURES", "figures")
 os.makedirs(FIGURES, exist_ok=True)
 
 # %%
 try:
-    weights = cached_weights("vgg16")
-    model = vgg16(weights=weights)
-    print("loaded", weights)
+    model = pretrained("vgg16")
+    print("loaded torchvision's ImageNet weights from the cache")
     trained = True
 except FileNotFoundError as e:
     print(e)
@@ -44,7 +43,10 @@ print(f"{model.num_parameters():,} parameters")
 
 # %% [markdown]
 # ImageNet preprocessing, as torchvision does it: shorter side to 256,
-# centre crop 224, scale to [0, 1], normalize with the ImageNet mean and std.
+# centre crop 224, scale to [0, 1]. The normalization with the ImageNet mean
+# and std is the model's first layer (`model["normalize"]`), so `x` stays the
+# picture itself: a gradient with respect to `x` is a gradient with respect to
+# the pixels.
 
 # %%
 with cbook.get_sample_data("grace_hopper.jpg") as f:
@@ -71,7 +73,7 @@ print(f"three maps in {time.perf_counter() - start:.2f} s; grad-cam {cam.shape}"
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.5))
-image = deprocess(x)
+image = x[0].transpose(1, 2, 0)                 # (H, W, 3) in [0, 1]: the model normalizes inside
 axes[0].imshow(image)
 axes[0].set_title(decode_predictions(logits, 1)[0][0][1] + ("" if trained else " (random weights)"))
 axes[1].imshow(max_abs(vanilla)[0], cmap="gray", vmax=np.percentile(max_abs(vanilla), 99))

@@ -64,7 +64,7 @@ print("logits equal after the shift:", np.abs(model64.forward(x64) - shifted.for
 changes = ev.input_invariance(model64, x64, targets, {
     "vanilla_gradient": attr.vanilla_gradient, "gradient_x_input": attr.gradient_x_input,
     "guided_backprop": attr.guided_backprop, "grad_cam": attr.grad_cam,
-    "integrated_gradients (zero baseline)": lambda m, xx, t: attr.integrated_gradients(m, xx, t, steps=16)[0]})
+    "integrated_gradients (zero baseline)": lambda m, xx, t: attr.integrated_gradients(m, xx, t, steps=16)})
 for name, change in changes.items():
     print(f"{name:38s} " + ("unchanged" if change < 1e-6 else f"changes by {change:.0%} of its scale"))
 

@@ -14,9 +14,9 @@ def grad_cam(model, x, targets, layer):
 
 def smoothgrad(model, x, targets, noise):
     total = np.zeros_like(x)
-    for sample in noise:
-        logits = model.forward(x + sample)
+    for s in range(noise.shape[1]):
+        logits = model.forward(x + noise[:, s])
         dout = np.zeros_like(logits)
         dout[np.arange(len(x)), targets] = 1
         total += model.backward(dout)
-    return total / len(noise)
+    return total / noise.shape[1]

@@ -2,7 +2,7 @@
 
 Fill in the four functions below (replace `raise NotImplementedError`), then grade your work:
 
-    python -m minicnn.grade relu_maxpool tutorials/assignments/a_relu_maxpool.py
+    python -m attribution.grade relu_maxpool tutorials/assignments/a_relu_maxpool.py
 
 Rules you need (the textbook, chapter "Pixel Attribution"): with x the ReLU's
 forward input and dout the gradient arriving from above,

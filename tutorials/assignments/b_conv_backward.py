@@ -2,7 +2,7 @@
 
 Fill in `conv_backward` (replace `raise NotImplementedError`), then grade your work:
 
-    python -m minicnn.grade conv_backward tutorials/assignments/b_conv_backward.py
+    python -m attribution.grade conv_backward tutorials/assignments/b_conv_backward.py
 
 The forward pass (given, as in minicnn.naive) computes, for each image n,
 filter f and output position (i, j):

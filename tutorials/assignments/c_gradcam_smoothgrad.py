@@ -2,7 +2,7 @@
 
 Fill in the two functions (replace `raise NotImplementedError`), then grade your work:
 
-    python -m minicnn.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
+    python -m attribution.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
 
 Primitives you may use (see minicnn.Sequential):
     logits = model.forward(x)                         # (N, K); model.outputs[name] holds each layer's output
@@ -29,7 +29,8 @@ def grad_cam(model, x, targets, layer):
 def smoothgrad(model, x, targets, noise):
     """SmoothGrad of the vanilla gradient with the given noise.
 
-    x: (N, C, H, W); targets: (N,); noise: (n_samples, N, C, H, W), already scaled.
-    Returns the mean over samples of d(target logit)/dx at x + noise[s]: (N, C, H, W).
+    x: (N, C, H, W); targets: (N,); noise: (N, n_samples, C, H, W), already scaled
+    (the axis order of attribution.smoothgrad's ``noise=``).
+    Returns the mean over samples s of d(target logit)/dx at x + noise[:, s]: (N, C, H, W).
     """
     raise NotImplementedError

@@ -1,8 +1,8 @@
 """Autograder for the assignments in tutorials/assignments/.
 
-    python -m minicnn.grade relu_maxpool       tutorials/assignments/a_relu_maxpool.py
-    python -m minicnn.grade conv_backward      tutorials/assignments/b_conv_backward.py
-    python -m minicnn.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
+    python -m attribution.grade relu_maxpool       tutorials/assignments/a_relu_maxpool.py
+    python -m attribution.grade conv_backward      tutorials/assignments/b_conv_backward.py
+    python -m attribution.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
 
 Each function of the student file is run on fixed cases and compared with
 numeric gradients and with minicnn's own layers and attribution methods (the
@@ -17,8 +17,11 @@ import traceback
 
 import numpy as np
 
-from .gradcheck import numeric_vjp, rel_error
-from .layers import MaxPool2d, ReLU
+from minicnn.gradcheck import numeric_vjp, rel_error
+from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from minicnn.sequential import Sequential
+
+from . import methods as attr
 
 TEXTBOOK_X = np.array([[[[1.0, 0.0], [-1.0, -10.0]]]])
 TEXTBOOK_G = np.array([[[[0.4, 1.1], [-0.5, -0.1]]]])
@@ -124,7 +127,6 @@ def _cases_conv(fn):
     x = rng.standard_normal((2, 3, 5, 6))
     w = rng.standard_normal((4, 3, 3, 3))
     b = rng.standard_normal(4)
-    from .layers import Conv2d
 
     def forward(xx, ww, bb, stride, pad):
         conv = Conv2d(3, 4, 3, stride=stride, padding=pad, dtype=np.float64)
@@ -148,8 +150,6 @@ def _cases_conv(fn):
 
 
 def _small_model(seed=0):
-    from .layers import Conv2d, Flatten, Linear
-    from .sequential import Sequential
     r = np.random.default_rng(seed)
     return Sequential({
         "features": Sequential(Conv2d(3, 4, 3, padding=1, rng=r), ReLU(), MaxPool2d(2),
@@ -158,7 +158,6 @@ def _small_model(seed=0):
 
 
 def _cases_grad_cam(fn):
-    import attribution as attr
     model = _small_model()
     x = np.random.default_rng(6).standard_normal((3, 3, 8, 8))
     targets = np.array([0, 3, 4])
@@ -169,16 +168,14 @@ def _cases_grad_cam(fn):
 
 
 def _cases_smoothgrad(fn):
-    import attribution as attr
     model = _small_model(1)
     x = np.random.default_rng(7).standard_normal((2, 3, 8, 8))
     targets = np.array([1, 2])
-    noise = np.random.default_rng(8).standard_normal((5, 2, 3, 8, 8)) * 0.3
-    expected = attr.smoothgrad(attr.vanilla_gradient, model, x, targets, n_samples=5,
-                               noise=noise.transpose(1, 0, 2, 3, 4))
+    noise = np.random.default_rng(8).standard_normal((2, 5, 3, 8, 8)) * 0.3     # (N, n_samples, C, H, W)
+    expected = attr.smoothgrad(attr.vanilla_gradient, model, x, targets, n_samples=5, noise=noise)
     yield "5 noisy samples", lambda: expect_close(unchanged(lambda xx, nn: fn(model, xx, targets.copy(), nn), x, noise),
                                                   expected, "SmoothGrad (mean over samples of the vanilla gradient)")
-    zero = np.zeros((3, 2, 3, 8, 8))
+    zero = np.zeros((2, 3, 3, 8, 8))
     yield "zero noise equals the gradient", lambda: expect_close(
         fn(model, x.copy(), targets.copy(), zero), attr.vanilla_gradient(model, x, targets), "SmoothGrad with zero noise")
 
@@ -236,7 +233,7 @@ def grade(assignment, path, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m minicnn.grade", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m attribution.grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", help=f"one of: {', '.join(ASSIGNMENTS)}")
     parser.add_argument("student_file", help="the completed assignment file")

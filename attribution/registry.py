@@ -1,0 +1,101 @@
+"""The one table of attribution methods: ``METHODS[name]``.
+
+Everything that lists methods reads it: ``attribution explain --methods``,
+``attribution demo``, ``attribution evaluate``'s table, the benchmarks and
+the tests. An entry is cheap: a function with the common contract
+``function(model, x, target=None, **settings)``, a display title, whether the
+map is signed, and the settings the registry uses by default.
+
+    import attribution as attr
+    attr.METHODS["smoothgrad"](model, x)                          # the registry's defaults
+    attr.METHODS["smoothgrad"](model, x, noise_level=0.05)        # one call, another setting
+    quick = attr.METHODS["smoothgrad"].with_settings(n_samples=8) # an entry with other defaults
+
+Short names from earlier versions ("vanilla", "guided", "gradcam",
+"guided_gradcam") are aliases: ``get_method("gradcam")`` is ``METHODS["grad_cam"]``.
+"""
+import dataclasses
+from typing import Callable, Optional
+
+from . import methods as am
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One attribution method and how the project runs and shows it.
+
+    name: the registry key, also the command-line name.
+    function: ``function(model, x, target=None, **settings) -> np.ndarray``.
+    title: the column title in figures.
+    signed: the sign is evidence for (+) or against (-) the class, so the map
+        is summed over channels with its sign and drawn with a diverging
+        colormap; False: only the magnitude is read (gradients, Grad-CAM).
+    coarse: the map is (N, h, w) at a layer, not (N, C, H, W) at the pixels.
+    settings: the registry's defaults, where they differ from the function's.
+    sized: settings that depend on the image, ``sized(H, W) -> dict``.
+    aliases: other accepted names.
+    """
+    name: str
+    function: Callable
+    title: str
+    signed: bool = False
+    coarse: bool = False
+    settings: dict = dataclasses.field(default_factory=dict)
+    sized: Optional[Callable] = None
+    aliases: tuple = ()
+
+    def __call__(self, model, x, target=None, **overrides):
+        settings = dict(self.settings)
+        if self.sized is not None:
+            settings.update(self.sized(*x.shape[2:]))
+        settings.update(overrides)
+        return self.function(model, x, target, **settings)
+
+    def with_settings(self, **settings):
+        """The same method with other default settings (an explicit override, say for speed)."""
+        return dataclasses.replace(self, settings={**self.settings, **settings})
+
+    @property
+    def display(self):
+        """How figures draw the map: "overlay" (coarse), "signed" (diverging) or "abs" (grey)."""
+        return "overlay" if self.coarse else "signed" if self.signed else "abs"
+
+
+def smoothgrad_of(model, x, target=None, of="vanilla_gradient", **settings):
+    """SmoothGrad around the registry method ``of`` (default: the Vanilla Gradient)."""
+    return am.smoothgrad(get_method(of), model, x, target, **settings)
+
+
+def occlusion_window(H, W):
+    """A window of 1/8 of the image side, moved by half a window (8 and 4 pixels at 64x64)."""
+    return {"window": (max(1, H // 8), max(1, W // 8)), "stride": (max(1, H // 16), max(1, W // 16))}
+
+
+METHODS = {m.name: m for m in [
+    Method("vanilla_gradient", am.vanilla_gradient, "Vanilla Gradient", aliases=("vanilla",)),
+    Method("gradient_x_input", am.gradient_x_input, "Gradient x Input", signed=True),
+    Method("deconvnet", am.deconvnet, "DeconvNet"),
+    Method("guided_backprop", am.guided_backprop, "Guided Backprop", aliases=("guided",)),
+    Method("grad_cam", am.grad_cam, "Grad-CAM", coarse=True, aliases=("gradcam",)),
+    Method("guided_grad_cam", am.guided_grad_cam, "Guided Grad-CAM", aliases=("guided_gradcam",)),
+    # the paper's 50 samples at 15% noise; seeded, so that a table or figure is the same each time
+    Method("smoothgrad", smoothgrad_of, "SmoothGrad", settings={"n_samples": 50, "noise_level": 0.15, "seed": 0}),
+    # 32 steps: a power of two, so that Captum's float32 step weights are exact (see the Captum tests)
+    Method("integrated_gradients", am.integrated_gradients, "Integrated Gradients", signed=True,
+           settings={"steps": 32}),
+    Method("occlusion", am.occlusion, "Occlusion", signed=True, sized=occlusion_window),
+]}
+
+ALIASES = {alias: m.name for m in METHODS.values() for alias in m.aliases}
+
+
+def get_method(name):
+    """``METHODS[name]``, or the method an alias stands for; ValueError naming the valid names."""
+    if isinstance(name, Method):
+        return name
+    if name in METHODS:
+        return METHODS[name]
+    if name in ALIASES:
+        return METHODS[ALIASES[name]]
+    raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)} "
+                     f"(aliases: {', '.join(f'{a}={n}' for a, n in ALIASES.items())})")
