@@ -5,13 +5,18 @@ Every method is ``method(model, x, target=None, ...) -> np.ndarray`` with
 ``attribution.methods`` and the one table of them, with titles and default
 settings, is ``attribution.METHODS`` (``attribution.registry``).
 """
-from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, default_cam_layer, grad_cam, gradient_x_input,
+from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, deeplift, default_cam_layer, grad_cam, gradient_x_input,
                       guided_backprop, guided_grad_cam, ig_points, integrated_gradients, occlusion, resize_matrix,
                       scale_01, smoothgrad, upsample, vanilla_gradient)
+from .lrp import COMPOSITES, lrp
+from .perturbation import kernel_shap, lime, shapley_values
+from .superpixels import slic
 from .registry import ALIASES, METHODS, Method, get_method
 
 __all__ = [
-    "ALIASES", "IG_METHODS", "METHODS", "Method", "SMOOTHGRAD_VARIANTS", "deconvnet", "default_cam_layer", "get_method",
+    "ALIASES", "IG_METHODS", "METHODS", "Method", "SMOOTHGRAD_VARIANTS", "deconvnet", "deeplift", "default_cam_layer",
+    "get_method",
     "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients",
     "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
+    "COMPOSITES", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
 ]

@@ -56,8 +56,28 @@ def draw(images, maps, row_labels):
     return comparison_figure(images, maps, row_labels, titles=titles, kinds=kinds)
 
 
-def _check_output(path, inputs=(), suffixes=(".png", ".pdf", ".svg", ".jpg")):
+def _protected_files():
+    """Files no output may replace: the weights shipped in the package."""
+    from importlib import resources
+
+    from minicnn.models import SHAPES_WEIGHTS
+    return [Path(str(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)))]
+
+
+def _same_file(a, b):
+    a, b = Path(a), Path(b)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output(path, inputs=(), suffixes=(".png", ".pdf", ".svg", ".jpg"), what="the input images"):
+    """The output path, checked before any work: the right suffix, a writable folder, not a folder itself, and
+    never one of ``inputs`` (the images, the --model file) or the shipped weights."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"the output {path} is a folder; give a file name ending in {' or '.join(suffixes)}")
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"the output {path} must end in one of {', '.join(suffixes)}")
     if not path.parent.is_dir():
@@ -65,8 +85,11 @@ def _check_output(path, inputs=(), suffixes=(".png", ".pdf", ".svg", ".jpg")):
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"the output folder {path.parent} is not writable")
     for source in inputs:
-        if Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
-            raise UsageError(f"the output {path} is one of the input images; choose another name")
+        if _same_file(path, source):
+            raise UsageError(f"the output {path} is one of {what} ({source}); choose another name")
+    for source in _protected_files():
+        if _same_file(path, source):
+            raise UsageError(f"the output {path} is the shipped model's weights file; choose another name")
     return path
 
 
@@ -157,7 +180,7 @@ def load_model(choice):
 def _resolve_target(target, names):
     if target is None:
         return None
-    if target.isdigit() and int(target) < len(names):
+    if target.isascii() and target.isdigit() and int(target) < len(names):     # "٣" is a digit, not an index
         return int(target)
     matches = [i for i, n in enumerate(names) if n.lower() == target.lower()]
     if matches:
@@ -172,9 +195,13 @@ def run_explain(images, model_choice, methods, target, out, save_maps):
     from minicnn.imagenet import preprocess
 
     from .visualize import save_figure
-    out = _check_output(out, inputs=images)
+    inputs = list(images) + ([model_choice] if model_choice not in MODEL_CHOICES else [])
+    out = _check_output(out, inputs=inputs, what="the input images or the --model file")
     if save_maps is not None:
-        save_maps = _check_output(save_maps, inputs=images, suffixes=(".npz",))
+        save_maps = _check_output(save_maps, inputs=inputs, suffixes=(".npz",),
+                                  what="the input images or the --model file")
+        if _same_file(save_maps, out) or Path(save_maps).resolve() == out.resolve():
+            raise UsageError(f"--save-maps and --out name the same file {out}")
     methods = [get_method(m).name for m in methods]
     model, names, size, resize = load_model(model_choice)
     target_index = _resolve_target(target, names)

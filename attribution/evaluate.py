@@ -29,17 +29,30 @@ from . import methods as am
 from .registry import METHODS
 
 
-def evaluation_methods(smoothgrad_samples=None, ig_steps=None):
-    """{name: registry Method} for every method in the registry, in its order.
+PERTURBATION_METHODS = ("occlusion", "lime", "kernel_shap", "shapley_values")
+# LIME and KernelSHAP at the registry's 1000 samples and 50 segments take 2 s per 64x64 image, exact Shapley
+# values at 8 segments up to 2^10 forward passes; the table explains 180 images with each, so (to stay within
+# 10 minutes on 2 cores) 160 samples over 20 segments (8 samples per unknown) and 6 segments for Shapley.
+EVALUATION_SETTINGS = {"lime": {"n_samples": 160, "n_segments": 20}, "kernel_shap": {"n_samples": 160,
+                                                                                      "n_segments": 20},
+                       "shapley_values": {"n_segments": 6}}
 
-    smoothgrad_samples, ig_steps: fewer samples or steps than the registry's
-    defaults, an explicit override where an experiment repeats a method many
-    times (the randomization cascade, the input-shift test) and needs speed."""
-    chosen = dict(METHODS)
+
+def evaluation_methods(smoothgrad_samples=None, ig_steps=None, perturbation_samples=None):
+    """{name: registry Method} for every method in the registry, in its order, with EVALUATION_SETTINGS.
+
+    smoothgrad_samples, ig_steps, perturbation_samples (LIME, KernelSHAP):
+    fewer samples or steps than the registry's defaults, an explicit override
+    where an experiment repeats a method many times (the randomization
+    cascade, the float64 input-shift test) and needs speed."""
+    chosen = {name: m.with_settings(**EVALUATION_SETTINGS.get(name, {})) for name, m in METHODS.items()}
     if smoothgrad_samples is not None:
         chosen["smoothgrad"] = chosen["smoothgrad"].with_settings(n_samples=smoothgrad_samples)
     if ig_steps is not None:
         chosen["integrated_gradients"] = chosen["integrated_gradients"].with_settings(steps=ig_steps)
+    if perturbation_samples is not None:
+        for name in ("lime", "kernel_shap"):
+            chosen[name] = chosen[name].with_settings(n_samples=perturbation_samples)
     return chosen
 
 
@@ -254,6 +267,24 @@ def shifted_model(model, shift):
     return clone
 
 
+def fixed_segments(methods, x):
+    """The methods with their superpixels computed once on ``x``, one SLIC per image and segment count.
+
+    It saves time where several methods (and both classes of a two-object
+    image) explain the same images, and the input-shift test needs it: it
+    moves the image out of [0, 1], where SLIC (which clips) would segment
+    differently, and that would measure the segmenter, not the method."""
+    from .superpixels import slic
+    fixed, cache = dict(methods), {}
+    for name, m in methods.items():
+        if "n_segments" in m.settings:
+            k = m.settings["n_segments"]
+            if k not in cache:
+                cache[k] = np.stack([slic(image, n_segments=k) for image in x])
+            fixed[name] = m.with_settings(segments=cache[k])
+    return fixed
+
+
 def input_invariance(model, x, targets, methods, shift=-1.0):
     """{method: max |map(shifted model, x + shift) - map(model, x)| / max |map(model, x)|}.
 
@@ -285,25 +316,35 @@ def run_experiments(n=60, seed=0, log=print):
     sensitivity on ``n`` two-object images, the randomization cascade and the
     input-shift test on ``min(n, 12)`` images; every method of the registry.
     """
+    import time
+
     from minicnn.data import make_composites, make_shapes
     from minicnn.models import shapes_net
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive number of images, got {n!r}")
+    start = time.perf_counter()
+    progress = log
+
+    def log(message):
+        progress(f"[{time.perf_counter() - start:4.0f} s] {message}")
     model = shapes_net(pretrained=True)
     methods = evaluation_methods()
     x, labels, masks = make_shapes(n, seed=seed + 500)
     log(f"localization and faithfulness on {n} images")
-    loc = localization(model, x, masks, labels, methods)
+    loc = localization(model, x, masks, labels, fixed_segments(methods, x))
     cx, clabels, cmasks = make_composites(n, seed=seed + 600)
     log(f"class sensitivity on {n} two-object images")
-    sens = class_sensitivity(model, cx, clabels, cmasks, methods)
+    sens = class_sensitivity(model, cx, clabels, cmasks, fixed_segments(methods, cx))
     small = min(n, 12)
-    # the cascade recomputes every map once per layer: fewer SmoothGrad samples and IG steps; occlusion left out
-    fast = {k: v for k, v in evaluation_methods(smoothgrad_samples=16, ig_steps=16).items() if k != "occlusion"}
+    # the cascade recomputes every map once per layer: fewer SmoothGrad samples and IG steps, and the
+    # perturbation methods (hundreds of forward passes per map) left out
+    fast = {k: v for k, v in evaluation_methods(smoothgrad_samples=16, ig_steps=16).items()
+            if k not in PERTURBATION_METHODS}
     log(f"parameter randomization on {small} images")
     steps, curves = parameter_randomization(model, x[:small], labels[:small], fast, seed=seed)
     log(f"input invariance on {small} images")
-    inv = input_invariance(model, x[:small], labels[:small], evaluation_methods(smoothgrad_samples=8))
+    quick = evaluation_methods(smoothgrad_samples=8, perturbation_samples=100)
+    inv = input_invariance(model, x[:small], labels[:small], fixed_segments(quick, x[:small]))
     return {"localization": loc, "class_sensitivity": sens, "randomization": (steps, curves), "invariance": inv,
             "n": n, "small": small, "seed": seed}
 
@@ -338,9 +379,12 @@ def randomization_figure(results):
     import matplotlib.pyplot as plt
     steps, curves = results["randomization"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, c in curves.items():
-        axes[0].plot(range(1, len(steps) + 1), c["spearman"], marker="o", label=name)
-        axes[1].plot(range(1, len(steps) + 1), c["ssim"], marker="o", label=name)
+    colours = plt.get_cmap("tab20").colors                # more methods than the default 10-colour cycle
+    for i, (name, c) in enumerate(curves.items()):
+        style = dict(marker="o", label=name, color=colours[(2 * i) % 20 + (2 * i) // 20],
+                     linestyle="-" if i % 2 == 0 else "--")
+        axes[0].plot(range(1, len(steps) + 1), c["spearman"], **style)
+        axes[1].plot(range(1, len(steps) + 1), c["ssim"], **style)
     for ax, title in zip(axes, ["Spearman rank correlation with the trained model's map", "SSIM"]):
         ax.set_xticks(range(1, len(steps) + 1))
         ax.set_xticklabels(steps, rotation=45, ha="right", fontsize=8)

@@ -3,12 +3,16 @@
     python -m attribution.grade relu_maxpool       tutorials/assignments/a_relu_maxpool.py
     python -m attribution.grade conv_backward      tutorials/assignments/b_conv_backward.py
     python -m attribution.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
+    python -m attribution.grade deeplift_lrp       tutorials/assignments/d_deeplift_lrp.py
 
 Each function of the student file is run on fixed cases and compared with
 numeric gradients and with minicnn's own layers and attribution methods (the
 reference implementation). The grader prints one line per function with its
-score and the first error found. Exit status: 0 for full marks, 1 otherwise,
-2 if the file cannot be graded at all.
+score and the first error found. The student's code runs in a separate
+process with a time limit per case (--timeout, default 10 s): an exit, a
+crash, a hang or an import error costs that function its marks, never the
+report. Exit status: 0 for full marks, 1 otherwise, 2 if the file cannot be
+graded at all (no such file, unknown assignment).
 """
 import argparse
 import importlib.util
@@ -180,6 +184,134 @@ def _cases_smoothgrad(fn):
         fn(model, x.copy(), targets.copy(), zero), attr.vanilla_gradient(model, x, targets), "SmoothGrad with zero noise")
 
 
+def _match_variant(got, variants, what):
+    """If ``got`` equals what a known mistake computes, fail naming the mistake."""
+    got = np.asarray(got, dtype=np.float64)
+    if not np.isfinite(got).all():
+        raise Failed(f"{what}: the result has NaN or infinity (a division by zero? see the docstring's fallback)")
+    for mistake, value in variants.items():
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape == got.shape and np.isfinite(value).all() and rel_error(got, value) <= 1e-9:
+            raise Failed(f"{what}: the result is what {mistake} gives")
+
+
+def _cases_rescale(fn):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 4, 5))
+    x_ref = rng.standard_normal(x.shape)
+    x_ref[0, 0] = x[0, 0]                                       # equal inputs: the gradient fallback
+    x_ref[1, 1, :2] = x[1, 1, :2] + 1e-12
+    dout = rng.standard_normal(x.shape)
+    relu = ReLU()
+    relu.forward(x)
+    expected = relu.backward(dout, rule="rescale", reference=x_ref)
+    delta = x - x_ref
+    small = np.abs(delta) < 1e-10
+    with np.errstate(divide="ignore", invalid="ignore"):
+        secant = (np.maximum(x, 0) - np.maximum(x_ref, 0)) / delta
+        variants = {
+            "the Vanilla Gradient rule dout * (x > 0), not the secant": dout * (x > 0),
+            "(relu(x_ref) - relu(x)) / (x - x_ref): the difference of the outputs has the wrong sign":
+                dout * np.where(small, x > 0, -secant),
+            "(x - x_ref) / (x - x_ref) = 1: use relu(x) - relu(x_ref) above the line":
+                dout * np.where(small, x > 0, 1.0),
+            "a fallback of 0 where |x - x_ref| < 1e-10; the rule there is the gradient dout * (x > 0)":
+                dout * np.where(np.abs(delta) < 1e-10, 0, secant),
+            "a fallback only where x == x_ref exactly; use |x - x_ref| < 1e-10":
+                dout * np.where(delta == 0, x > 0, secant),
+        }
+
+    def check(d, xx, rr, exp, label):
+        got = unchanged(fn, d, xx, rr)
+        if not (np.shape(got) == exp.shape and rel_error(got, exp) <= 1e-9):
+            _match_variant(got, variants, label)
+        expect_close(got, exp, label)
+    yield "random input with equal and near-equal pairs", lambda: check(dout, x, x_ref, expected, "rescale rule")
+    yield "float32 stays float32", lambda: _expect_dtype(fn(*(v.astype(np.float32) for v in (dout, x, x_ref))),
+                                                         np.float32)
+
+
+def _lrp_layers(seed):
+    """A square Linear and a conv that keeps the channels and the size, so that a mistake that multiplies by
+    the layer's output instead of its input still has the right shape and can be named."""
+    r = np.random.default_rng(seed)
+    lin = Linear(6, 6, dtype=np.float64, rng=r)
+    conv = Conv2d(4, 4, 3, padding=1, dtype=np.float64, rng=r)
+    return [("a Linear layer", lin, r.standard_normal((3, 6))), ("a Conv2d layer", conv, r.standard_normal((2, 4, 5, 5)))]
+
+
+def _epsilon_variants(layer, a, R, eps):
+    z = layer.forward(a)
+    sign = np.where(z >= 0, 1.0, -1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"no stabilizer (z without eps * sign(z))": a * layer.backward(R / z),
+                "z + eps without the sign (a positive eps added to negative z too)": a * layer.backward(R / (z + eps)),
+                "z - eps * sign(z): the stabilizer must push z away from 0": a * layer.backward(R / (z - eps * sign)),
+                "R_in = z * c, the layer's output; step 4 multiplies by its input a":
+                    z * layer.backward(R / (z + eps * sign)),
+                "R_in = z * c, the layer's (stabilized) output; step 4 multiplies by its input a":
+                    (z + eps * sign) * layer.backward(R / (z + eps * sign))}
+
+
+def _cases_lrp(fn, rule):
+    from .lrp import Epsilon, ZPlus
+    for label, layer, a in _lrp_layers(10 if rule == "epsilon" else 11):
+        if rule == "zplus":
+            a = np.abs(a)                                         # ReLU outputs
+        R = np.random.default_rng(12).standard_normal(layer.forward(a).shape)
+        eps = 0.1 if rule == "epsilon" else 1e-9
+        reference = Epsilon(eps) if rule == "epsilon" else ZPlus(stabilizer=eps)
+        expected = reference(layer.with_params(**({"bias": np.zeros_like(layer.params["bias"])}
+                                                  if rule == "zplus" else {})), a, R)
+
+        def check(layer=layer, a=a, R=R, eps=eps, expected=expected, label=label):
+            got = unchanged(lambda aa, rr: fn(layer, aa, rr, eps), a, R)
+            if not (np.shape(got) == expected.shape and rel_error(got, expected) <= 1e-9):
+                if rule == "epsilon":
+                    variants = _epsilon_variants(layer, a, R, eps)
+                else:
+                    w, b = layer.params["weight"], layer.params["bias"]
+                    variants = {"the weights W, not their positive part max(W, 0)":
+                                _plain_steps(layer.with_params(bias=np.zeros_like(b)), a, R, eps),
+                                "keeping the bias; z+ uses no bias here":
+                                _plain_steps(layer.with_params(weight=np.maximum(w, 0)), a, R, eps),
+                                "R_in = z * c, the layer's output; step 4 multiplies by its input a":
+                                _plain_steps(layer.with_params(weight=np.maximum(w, 0), bias=np.zeros_like(b)),
+                                             a, R, eps, by_output=True)}
+                _match_variant(got, variants, label)
+            expect_close(got, expected, f"{label}, {rule} rule")
+        yield label, check
+
+
+def _plain_steps(layer, a, R, eps, by_output=False):
+    """The four steps with z + eps, as a student might write them with the wrong layer or factor."""
+    z = layer.forward(a) + eps
+    c = layer.backward(R / z)
+    return (z if by_output else a) * c
+
+
+def _zero_relu_case(fn):
+    """z exactly 0 somewhere: sign(0) must count as +1 (np.sign(0) is 0, and R / 0 is not a number)."""
+    lin = Linear(2, 2, bias=False, dtype=np.float64)
+    lin.params["weight"] = np.array([[1.0, -1.0], [1.0, 1.0]])
+    a, R = np.array([[1.0, 1.0]]), np.array([[1.0, 1.0]])            # the first output is exactly 0
+    z = np.array([[0.0, 2.0]])
+    expected = a * ((R / (z + 0.1 * np.array([[1.0, 1.0]]))) @ lin.params["weight"])
+    got = fn(lin, a.copy(), R.copy(), 0.1)
+    if not np.isfinite(np.asarray(got, dtype=np.float64)).all():
+        raise Failed("an output with z = 0 gave NaN or infinity: np.sign(0) is 0, take sign(0) as +1")
+    expect_close(got, expected, "an output with z exactly 0 (sign(0) = +1)")
+
+
+def _cases_lrp_epsilon(fn):
+    yield from _cases_lrp(fn, "epsilon")
+    yield "an output with z exactly 0", lambda: _zero_relu_case(fn)
+
+
+def _cases_lrp_zplus(fn):
+    yield from _cases_lrp(fn, "zplus")
+
+
 ASSIGNMENTS = {
     "relu_maxpool": {"relu_backward_gradient": _cases_relu("gradient"),
                      "relu_backward_deconvnet": _cases_relu("deconvnet"),
@@ -187,6 +319,8 @@ ASSIGNMENTS = {
                      "maxpool_backward": _cases_maxpool},
     "conv_backward": {"conv_backward": _cases_conv},
     "gradcam_smoothgrad": {"grad_cam": _cases_grad_cam, "smoothgrad": _cases_smoothgrad},
+    "deeplift_lrp": {"relu_backward_rescale": _cases_rescale, "lrp_epsilon": _cases_lrp_epsilon,
+                     "lrp_zplus": _cases_lrp_zplus},
 }
 
 
@@ -199,34 +333,133 @@ def load_student(path):
     return module
 
 
-def grade(assignment, path, out=sys.stdout):
-    """Grade one student file; returns {function: (passed, total, first error or None)}."""
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
-    module = load_student(path)
-    report = {}
-    for name, cases in ASSIGNMENTS[assignment].items():
+def run_case(label, run):
+    """Run one case; (True, None) or (False, a one-line reason). Nothing the student's code raises escapes,
+    not even SystemExit or KeyboardInterrupt."""
+    try:
+        run()
+        return True, None
+    except NotImplementedError:
+        return False, "not implemented yet (it raises NotImplementedError)"
+    except Failed as e:
+        return False, f"{label}: {e}"
+    except SystemExit as e:
+        return False, f"{label}: the code calls sys.exit({e.code!r}); a function must return its result"
+    except KeyboardInterrupt:
+        return False, f"{label}: KeyboardInterrupt raised inside the code"
+    except BaseException as e:          # the student's code crashed: say where
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        return False, f"{label}: {type(e).__name__}: {e} (line {frame.lineno} of {frame.filename})"
+
+
+def _child(assignment, path, first, conn):
+    """The grading process: import the student's file, run the cases of every function from ``first`` on,
+    and report each step through ``conn``. Its stdout and stderr are silenced (students' prints)."""
+    import os
+    devnull = open(os.devnull, "w")
+    sys.stdout = sys.stderr = devnull
+    try:
+        module = load_student(path)
+    except BaseException as e:
+        conn.send(("import_error", f"the file cannot be imported: {type(e).__name__}: {e}"[:300]))
+        return
+    for name in list(ASSIGNMENTS[assignment])[first:]:
         fn = getattr(module, name, None)
         if fn is None:
-            report[name] = (0, 1, "the function is missing from the file")
+            conn.send(("missing", name))
             continue
-        passed, total, error = 0, 0, None
-        for label, run in cases(fn):
-            total += 1
-            try:
-                run()
-                passed += 1
-            except NotImplementedError:
-                error = error or "not implemented yet (it raises NotImplementedError)"
-            except Failed as e:
-                error = error or f"{label}: {e}"
-            except Exception as e:      # the student's code crashed: say where
-                frame = traceback.extract_tb(e.__traceback__)[-1]
-                error = error or f"{label}: {type(e).__name__}: {e} (line {frame.lineno} of {frame.filename})"
-        report[name] = (passed, total, error)
+        try:
+            cases = list(ASSIGNMENTS[assignment][name](fn))
+        except BaseException as e:
+            conn.send(("case", name, "setup", False, f"setting up the cases failed: {type(e).__name__}: {e}"))
+            cases = []
+        for label, run in cases:
+            conn.send(("start", name, label))
+            ok, reason = run_case(label, run)
+            conn.send(("case", name, label, ok, reason))
+    conn.send(("done",))
+
+
+CASE_TIMEOUT = 10.0           # seconds one case may take before the grader calls it a hang (--timeout)
+
+
+def _case_counts(assignment):
+    """How many cases each function has (built with a stand-in function; no student code runs)."""
+    return {name: sum(1 for _ in cases(lambda *a, **k: None)) for name, cases in ASSIGNMENTS[assignment].items()}
+
+
+def grade(assignment, path, out=sys.stdout, timeout=CASE_TIMEOUT):
+    """Grade one student file; returns {function: (passed, total, first error or None)}.
+
+    The student's functions run in a separate process (started with "spawn", as on Windows and macOS), so
+    whatever they do -- sys.exit, os._exit, a crash, an endless loop, KeyboardInterrupt, an import error --
+    costs that function its marks with a one-line reason, and the report always prints. A case that runs
+    longer than ``timeout`` seconds is a hang: the process is stopped and the next function gets a fresh one.
+    """
+    import multiprocessing
+    from pathlib import Path
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    names = list(ASSIGNMENTS[assignment])
+    totals = _case_counts(assignment)
+    passed = {name: 0 for name in names}
+    errors = {name: None for name in names}
+    context = multiprocessing.get_context("spawn")
+    first = 0
+    while first < len(names):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(assignment, str(path), first, send), daemon=True)
+        child.start()
+        send.close()
+        current = (names[first], "loading the file")
+        try:
+            while True:
+                if not receive.poll(timeout):
+                    child.kill()
+                    reason = f"{current[1]}: no result after {timeout:g} s (an endless loop or a long sleep?)"
+                    break
+                try:
+                    message = receive.recv()
+                except EOFError:
+                    child.join(5)
+                    reason = (f"{current[1]}: the code ended the grading process (exit status {child.exitcode}: "
+                              f"os._exit, a crash or an abort?)")
+                    break
+                kind = message[0]
+                if kind == "import_error":
+                    for name in names[first:]:
+                        errors[name], passed[name] = message[1], 0
+                    first, reason = len(names), None
+                    break
+                if kind == "done":
+                    first, reason = len(names), None
+                    break
+                if kind == "missing":
+                    errors[message[1]], totals[message[1]] = "the function is missing from the file", \
+                        max(1, totals[message[1]])
+                    first = names.index(message[1]) + 1
+                elif kind == "start":
+                    current = (message[1], message[2])
+                    first = names.index(message[1])
+                elif kind == "case":
+                    _, name, label, ok, why = message
+                    passed[name] += ok
+                    errors[name] = errors[name] or why
+                    first = names.index(name)
+        finally:
+            receive.close()
+            if child.is_alive():
+                child.kill()
+            child.join(5)
+        if reason is not None:                   # a hang or a dead process: zero for that function, go on
+            errors[current[0]], passed[current[0]] = reason, 0
+            first = names.index(current[0]) + 1
+    report = {name: (passed[name], totals[name], errors[name]) for name in names}
     width = max(len(n) for n in report)
-    for name, (passed, total, error) in report.items():
-        print(f"{name:<{width}}  {passed}/{total}  " + ("ok" if error is None else f"FAILED: {error}"), file=out)
+    for name, (got, total, error) in report.items():
+        print(f"{name:<{width}}  {got}/{total}  " + ("ok" if error is None else f"FAILED: {error}"), file=out)
     got, total = sum(p for p, _, _ in report.values()), sum(t for _, t, _ in report.values())
     print(f"{'total':<{width}}  {got}/{total}", file=out)
     return report
@@ -237,10 +470,12 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", help=f"one of: {', '.join(ASSIGNMENTS)}")
     parser.add_argument("student_file", help="the completed assignment file")
+    parser.add_argument("--timeout", type=float, default=CASE_TIMEOUT,
+                        help="seconds one case may run before it counts as a hang (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        report = grade(args.assignment, args.student_file)
-    except (ValueError, FileNotFoundError, SyntaxError) as e:
+        report = grade(args.assignment, args.student_file, timeout=args.timeout)
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if all(p == t for p, t, _ in report.values()) else 1

@@ -36,8 +36,21 @@ def check_images(x):
         raise ValueError("x contains NaN or infinity; only finite values are accepted")
 
 
+def check_positive(value, what, minimum=1):
+    """An int >= minimum (a batch size, a number of samples), or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def resolve_targets(target, logits):
-    """The target class of each image as an int array (N,), checked against the K logits."""
+    """The target class of each image as an int array (N,), checked against the K logits.
+
+    Also refuses logits that are not finite: inputs so large that the model overflows would otherwise
+    give NaN maps (or all-zero ones) with nothing but a warning."""
+    if not np.isfinite(logits).all():
+        raise ValueError("the model's output is not finite (it overflowed): the input is far outside the range the "
+                         "model takes (images in [0, 1]); rescale it")
     N, K = logits.shape
     if target is None:
         return logits.argmax(axis=1)
@@ -232,8 +245,8 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
     check_images(x)
     if variant not in SMOOTHGRAD_VARIANTS:
         raise ValueError(f"unknown SmoothGrad variant {variant!r}; use one of {SMOOTHGRAD_VARIANTS}")
-    if n_samples < 1 or batch_size < 1:
-        raise ValueError(f"n_samples and batch_size must be >= 1, got {n_samples} and {batch_size}")
+    check_positive(n_samples, "n_samples")
+    check_positive(batch_size, "batch_size")
     N = len(x)
     targets = resolve_targets(target, model.forward(x))
     if noise is None:
@@ -305,10 +318,9 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     delta (N,), the completeness error, is sum(attributions) - (F(x) - F(x')).
     """
     check_images(x)
+    check_positive(batch_size, "batch_size")
     N = len(x)
-    baseline = np.zeros_like(x) if baseline is None else np.broadcast_to(np.asarray(baseline, x.dtype), x.shape)
-    if not np.isfinite(baseline).all():
-        raise ValueError("the baseline contains NaN or infinity")
+    baseline = check_baseline(baseline, x)
     alphas, weights = ig_points(steps, method)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
@@ -332,6 +344,57 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
 
 
 # --------------------------------------------------------------------------
+# DeepLIFT: the fourth ReLU rule
+# --------------------------------------------------------------------------
+
+def check_baseline(baseline, x):
+    """The baseline as an array of x's shape and dtype (None: zeros, a black image); ValueError if it cannot be."""
+    if baseline is None:
+        return np.zeros_like(x)
+    try:
+        baseline = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
+    except ValueError:
+        raise ValueError(f"the baseline must be a number or an array broadcastable to the images {x.shape}, "
+                         f"got shape {np.shape(baseline)}") from None
+    if not np.isfinite(baseline).all():
+        raise ValueError("the baseline contains NaN or infinity")
+    return baseline
+
+
+def deeplift(model, x, target=None, baseline=None, return_delta=False):
+    """DeepLIFT with the Rescale rule (Shrikumar et al. 2017), (N, C, H, W).
+
+    Two forward passes, one on the baseline x' (the reference activations)
+    and one on x, then one backward pass in which every ReLU passes the
+    secant slope ``(relu(x) - relu(x')) / (x - x')`` instead of its gradient
+    (``relu_rule="rescale"``) and every max-pool splits each window's change
+    between the two argmaxes (``MaxPool2d.rescale_backward``); linear layers
+    pass the multipliers like gradients. The result is
+    ``(x - x') * multipliers`` (Captum's ``multiply_by_inputs=True``), and it
+    sums exactly, up to rounding, to ``F(x) - F(x')`` for the target logit F
+    ("summation-to-delta"), max-pooling included.
+
+    baseline: None (zeros: a black image), a number, or an array broadcastable to x.
+    return_delta: also return the summation error (N,), sum(attributions) - (F(x) - F(x')).
+    """
+    check_images(x)
+    baseline = check_baseline(baseline, x)
+    model.forward(baseline)
+    reference = model.caches()                                       # every layer's input on the baseline
+    reference_logits = model.outputs[model.layer_names()[-1]]
+    logits = model.forward(x)
+    targets = resolve_targets(target, logits)
+    multipliers = model.backward(one_hot(targets, logits), relu_rule="rescale", reference=reference)
+    attributions = (x - baseline) * multipliers
+    if not return_delta:
+        return attributions
+    rows = np.arange(len(x))
+    delta = attributions.reshape(len(x), -1).sum(axis=1, dtype=np.float64) - (
+        logits[rows, targets] - reference_logits[rows, targets])
+    return attributions, delta
+
+
+# --------------------------------------------------------------------------
 # Occlusion
 # --------------------------------------------------------------------------
 
@@ -346,6 +409,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     across channels. The occluded copies go through the model in batches.
     """
     check_images(x)
+    check_positive(batch_size, "batch_size")
     N, C, H, W = x.shape
     wh, ww = (window, window) if np.isscalar(window) else tuple(window)
     sh, sw = (stride, stride) if np.isscalar(stride) else tuple(stride)

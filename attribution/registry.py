@@ -18,6 +18,8 @@ import dataclasses
 from typing import Callable, Optional
 
 from . import methods as am
+from .lrp import lrp
+from .perturbation import kernel_shap, lime, shapley_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,19 @@ METHODS = {m.name: m for m in [
     Method("integrated_gradients", am.integrated_gradients, "Integrated Gradients", signed=True,
            settings={"steps": 32}),
     Method("occlusion", am.occlusion, "Occlusion", signed=True, sized=occlusion_window),
+    # the chapter's other families: DeepLIFT, LRP / Deep Taylor, LIME and SHAP on superpixels
+    Method("deeplift", am.deeplift, "DeepLIFT (Rescale)", signed=True),
+    Method("lrp", lrp, "LRP (epsilon-plus-flat)", signed=True, settings={"composite": "epsilon_plus_flat"}),
+    Method("deep_taylor", lrp, "Deep Taylor (LRP z+, z-box)", signed=True, settings={"composite": "deep_taylor"}),
+    # switched-off segments turn grey, not into their own mean colour (lime_image's default): a segment inside a
+    # flat-coloured object keeps its colour under "mean", the object never disappears and gets no credit
+    Method("lime", lime, "LIME", signed=True,
+           settings={"n_samples": 1000, "n_segments": 50, "baseline": "grey", "seed": 0}),
+    Method("kernel_shap", kernel_shap, "KernelSHAP", signed=True,
+           settings={"n_samples": 1000, "n_segments": 50, "baseline": "grey", "seed": 0}),
+    # exact: 2^M model evaluations, so few segments
+    Method("shapley_values", shapley_values, "Shapley values (exact)", signed=True,
+           settings={"n_segments": 8, "baseline": "grey"}),
 ]}
 
 ALIASES = {alias: m.name for m in METHODS.values() for alias in m.aliases}

@@ -6,7 +6,8 @@ The methods return raw maps; every reduction for display lives here:
 - ``sum_abs_clipped``: sum over channels of |a|, clipped at a percentile and
   scaled to [0, 1] (the SmoothGrad paper, PAIR's saliency library);
 - ``signed``: sum over channels, for a diverging colormap centred on zero;
-- ``overlay``: a coarse map (Grad-CAM) upsampled and laid over the image.
+- ``overlay``: a coarse map (Grad-CAM) upsampled and laid over the image;
+- ``show_segments``: superpixel boundaries (LIME, SHAP) drawn over a map or an image.
 """
 from pathlib import Path
 
@@ -50,10 +51,11 @@ def show_image(ax, image):
     ax.set_yticks([])
 
 
-def show_map(ax, m, kind="abs", image=None, alpha=0.5):
+def show_map(ax, m, kind="abs", image=None, alpha=0.5, segments=None):
     """Draw one (H, W) map. kind: "abs" (grey, 0 = black, white from the 99th percentile up),
-    "signed" (diverging, centred on 0),
-    or "overlay" (a jet heat map at ``alpha`` over ``image``)."""
+    "signed" (diverging, white at 0, symmetric limits: red for, blue against the class),
+    or "overlay" (a jet heat map at ``alpha`` over ``image``). segments: (H, W) labels whose
+    boundaries are drawn on top."""
     m = np.asarray(m, dtype=np.float64)
     if kind == "signed":
         limit = np.abs(m).max() or 1.0
@@ -66,8 +68,26 @@ def show_map(ax, m, kind="abs", image=None, alpha=0.5):
         ax.imshow(np.clip(m / top, 0, 1) if top > 0 else m, cmap="gray", vmin=0, vmax=1)
     else:
         raise ValueError(f"unknown map kind {kind!r}; use 'abs', 'signed' or 'overlay'")
+    if segments is not None:
+        show_segments(ax, segments)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def segment_boundaries(labels):
+    """(H, W) labels -> (H, W) bool, True on the pixels where the label changes to the right or below."""
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return edge
+
+
+def show_segments(ax, labels, color=(0.0, 0.0, 0.0), alpha=0.7):
+    """Draw the boundaries of the segments ``labels`` (H, W) over whatever ``ax`` shows."""
+    rgba = np.zeros(np.shape(labels) + (4,))
+    rgba[segment_boundaries(labels)] = (*color, alpha)
+    ax.imshow(rgba)
 
 
 def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, cell=2.2):

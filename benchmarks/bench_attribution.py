@@ -1,9 +1,12 @@
 """Each attribution method on VGG-16 (224x224, float32, batch 1): minicnn vs Captum, same process and threads.
 
-    python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50]
+    python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50] [--perturbations 50]
 
-Random weights (speed does not depend on them). SmoothGrad and Integrated
-Gradients are timed once each (they are long); the others by the median.
+Random weights (speed does not depend on them). SmoothGrad, Integrated
+Gradients, LIME and KernelSHAP are timed once each (they are long); the others
+by the median. DeepLIFT, LRP (epsilon, as Captum's LRP), LIME and KernelSHAP
+are compared with Captum, LRP epsilon-plus-flat with Zennit (when installed).
+LIME and KernelSHAP use the same 49 square segments on both sides.
 """
 import argparse
 import os
@@ -19,12 +22,44 @@ import attribution as attr  # noqa: E402
 import minicnn.models as models  # noqa: E402
 
 
+def ridge():
+    """Captum's Lime with a ridge surrogate like ours (its default, a Lasso, needs scikit-learn all the same)."""
+    from captum._utils.models.linear_model import SkLearnRidge
+    return SkLearnRidge(alpha=1.0)
+
+
+def zennit_epsilon_plus_flat(net, tx, target):
+    """A callable running Zennit's EpsilonPlusFlat on net, or None without Zennit (tests/conftest.py's stub
+    stands in for torchvision, which Zennit imports for two class names)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    try:
+        from conftest import zennit
+    except ImportError:
+        zennit = None
+    if zennit is None:
+        return None
+    import torch
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+
+    def start(out):                           # relevance starts as the target's logit
+        one_hot = torch.zeros_like(out)
+        one_hot[:, target] = 1
+        return one_hot * out
+
+    def run():
+        with Gradient(model=net, composite=EpsilonPlusFlat()) as attributor:
+            return attributor(tx.clone().requires_grad_(True), start)[1]
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=50, help="SmoothGrad samples")
     parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps")
     parser.add_argument("--batch", type=int, default=10, help="SmoothGrad / IG batch size, both sides")
+    parser.add_argument("--perturbations", type=int, default=50, help="LIME / KernelSHAP samples (model evaluations)")
     args = parser.parse_args()
     import captum.attr as ca
     import torch
@@ -54,7 +89,14 @@ def main():
          lambda: ca.LayerGradCam(net, layer).attribute(tx, target=target, relu_attributions=True)),
         ("guided_grad_cam", lambda: attr.guided_grad_cam(model, x, target, mode="nearest"),
          lambda: ca.GuidedGradCam(net, layer).attribute(tx, target=target)),
+        ("deeplift", lambda: attr.deeplift(model, x, target),
+         lambda: ca.DeepLift(net).attribute(tx, baselines=0 * tx, target=target)),
+        ("lrp (epsilon)", lambda: attr.lrp(model, x, target, composite="epsilon", epsilon=1e-9),
+         lambda: ca.LRP(net).attribute(tx, target=target)),
     ]
+    zennit_case = zennit_epsilon_plus_flat(net, tx, target)
+    if zennit_case is not None:
+        cases.append(("lrp (eps+flat) vs zennit", lambda: attr.lrp(model, x, target), zennit_case))
     print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio':>6}")
     for name, ours, theirs in cases:
         t_mc, t_ca = median_time(ours, args.repeat), median_time(theirs, args.repeat)
@@ -72,6 +114,20 @@ def main():
          lambda: ca.IntegratedGradients(net).attribute(tx, target=target, n_steps=args.steps,
                                                        method="riemann_trapezoid",
                                                        internal_batch_size=args.batch)),
+    ]
+    segments = (np.arange(224)[:, None] // 32) * 7 + np.arange(224)[None] // 32          # 7 x 7 squares
+    mask = torch.from_numpy(np.broadcast_to(segments, (1, 3, 224, 224)).copy())
+    n = args.perturbations
+    long_cases += [
+        (f"lime ({n} samples)",
+         lambda: attr.lime(model, x, target, segments=segments, n_samples=n, baseline="black", batch_size=args.batch),
+         lambda: ca.Lime(net, interpretable_model=ridge()).attribute(
+             tx, target=target, baselines=0.0, feature_mask=mask, n_samples=n, perturbations_per_eval=args.batch)),
+        (f"kernel_shap ({n} samples)",
+         lambda: attr.kernel_shap(model, x, target, segments=segments, n_samples=n, baseline="black",
+                                  batch_size=args.batch),
+         lambda: ca.KernelShap(net).attribute(tx, target=target, baselines=0.0, feature_mask=mask, n_samples=n,
+                                              perturbations_per_eval=args.batch)),
     ]
     for name, ours, theirs in long_cases:
         start = time.perf_counter()

@@ -31,7 +31,7 @@ def minicnn_step(model, x, grad):
 def torch_model():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from test_vgg16_torch import torch_vgg
-    return torch_vgg("vgg16")
+    return torch_vgg("vgg16", normalize=False)       # the bare network, like models.vgg16(normalize=False)
 
 
 def torch_step(net, x, grad):

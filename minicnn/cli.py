@@ -17,7 +17,11 @@ def _convert(args):
 
 def _download(args):
     try:
-        npz = hub.download(args.arch, base_url=args.base_url, dest_dir=args.cache_dir)
+        npz = hub.download(args.arch, base_url=args.base_url, dest_dir=args.cache_dir, timeout=args.timeout,
+                           deadline=args.deadline)
+    except hub.Interrupted as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 128 + e.signum
     except ConnectionError as e:
         print(f"error: {e}\nThe network is unreachable from here, or the server refused.\n"
               f"{hub.manual_steps(args.arch, args.base_url, args.cache_dir)}", file=sys.stderr)
@@ -42,6 +46,9 @@ def build_parser():
                    help="where the .pth files are served (default: %(default)s)")
     p.add_argument("--cache-dir", default=None,
                    help="folder for the files (default: $MINICNN_HOME or ~/.cache/minicnn)")
+    p.add_argument("--timeout", type=float, default=60, help="seconds one read may wait (default: %(default)s)")
+    p.add_argument("--deadline", type=float, default=3 * 3600,
+                   help="seconds the whole download may take (default: %(default)s)")
     p.set_defaults(func=_download)
 
     p = sub.add_parser("convert", help="check a torchvision .pth against an architecture and write it as .npz")
@@ -65,7 +72,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:       # FileNotFoundError, PermissionError, IsADirectoryError
         print(f"error: {e}", file=sys.stderr)
         return 2
 

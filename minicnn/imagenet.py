@@ -46,12 +46,15 @@ def load_image(image):
     if not hasattr(image, "mode"):
         raise TypeError(f"expected a path, a PIL image or an array, got {type(image).__name__}")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
+        arr = np.asarray(image, dtype=np.float32)             # float32: a large 16-bit image is big enough
         scale = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
         image = Image.fromarray(np.clip(np.round(arr / scale * 255), 0, 255).astype(np.uint8))
     if image.mode == "P":               # palette (maybe with transparency) -> RGBA first, as PIL advises
         image = image.convert("RGBA")
     return image.convert("RGB")
+
+
+MAX_ASPECT = 16      # preprocess refuses images more than 16 times longer than wide (or wider than tall)
 
 
 def preprocess(image, size=224, resize=256):
@@ -67,6 +70,10 @@ def preprocess(image, size=224, resize=256):
     from PIL import Image
     img = load_image(image)
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):          # resizing the short side would make the long one enormous
+        raise ValueError(f"the image is {w}x{h}: an aspect ratio beyond {MAX_ASPECT}:1, which resizing to "
+                         f"{resize} on the short side would blow up to {max(w, h) * resize // max(1, min(w, h))} "
+                         f"pixels on the long side; crop it first")
     if w <= h:
         new = (resize, int(resize * h / w))
     else:

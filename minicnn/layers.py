@@ -14,12 +14,15 @@ does not), and never modifies the arrays it is given.
 Unlike PyTorch, layers start in eval mode (``training = False``): explaining a
 trained model is what this package does most, and Dropout must then be off.
 """
+import copy
+
 import numpy as np
 
 from . import conv_ops
 from .conv_ops import conv_output_size
 
-RELU_RULES = ("gradient", "deconvnet", "guided")
+RELU_RULES = ("gradient", "deconvnet", "guided", "rescale")
+RESCALE_EPS = 1e-10            # DeepLIFT: below this |x - x_ref|, the secant falls back to the gradient (Captum's)
 
 
 def _pair(v, what):
@@ -31,9 +34,14 @@ def _pair(v, what):
     return v
 
 
-def uniform_init(rng, bound, shape, dtype):
-    """Uniform in [-bound, bound), drawn directly in ``dtype`` (float32 draws are twice as fast)."""
+def uniform_init(rng, bound, shape, dtype, init=True):
+    """Uniform in [-bound, bound), drawn directly in ``dtype`` (float32 draws are twice as fast).
+
+    init=False: zeros instead, for parameters that weights will replace at once (``np.zeros`` takes its
+    pages lazily, so VGG-16's 553 MB are neither drawn nor touched)."""
     dtype = np.dtype(dtype)
+    if not init:
+        return np.zeros(shape, dtype)
     values = rng.random(shape, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
     values *= 2 * bound
     values -= bound
@@ -67,6 +75,21 @@ class Layer:
 
     def extra_repr(self):
         return ""
+
+    def with_params(self, **params):
+        """A copy of this layer computing with other parameters (same shapes and dtype), its own cache.
+
+        LRP's rules run the layer's own forward and backward with modified
+        weights rho(W): ``layer.with_params(weight=np.maximum(w, 0))``.
+        """
+        for key, value in params.items():
+            if key not in self.params or value.shape != self.params[key].shape:
+                raise ValueError(f"{self.name}: with_params({key}=...) must replace an existing parameter of the "
+                                 f"same shape; parameters: {({k: v.shape for k, v in self.params.items()})}")
+        clone = copy.copy(self)
+        clone.params = {**self.params, **{k: v.astype(self.params[k].dtype, copy=False) for k, v in params.items()}}
+        clone.grads, clone.cache = {}, None
+        return clone
 
     # --- checks shared by all layers; they name the layer in the message ---
 
@@ -114,7 +137,7 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, init=True):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size")
@@ -126,9 +149,9 @@ class Conv2d(Layer):
         rng = np.random.default_rng(rng)
         fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / np.sqrt(fan_in)
-        self.params["weight"] = uniform_init(rng, bound, (out_channels, in_channels) + self.kernel_size, dtype)
+        self.params["weight"] = uniform_init(rng, bound, (out_channels, in_channels) + self.kernel_size, dtype, init)
         if bias:
-            self.params["bias"] = uniform_init(rng, bound, out_channels, dtype)
+            self.params["bias"] = uniform_init(rng, bound, out_channels, dtype, init)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -178,6 +201,12 @@ class Conv2d(Layer):
 # ReLU: the one place where Vanilla Gradient, DeconvNet and Guided Backprop differ
 # --------------------------------------------------------------------------
 
+def secant(delta_out, delta_in):
+    """``delta_out / delta_in`` where ``|delta_in| >= RESCALE_EPS``, else 0 (the caller picks the fallback there)."""
+    small = np.abs(delta_in) < RESCALE_EPS
+    return np.where(small, 0, delta_out / np.where(small, 1, delta_in))
+
+
 class ReLU(Layer):
     """``out = max(x, 0)``; its backward takes the attribution rule.
 
@@ -194,16 +223,21 @@ class ReLU(Layer):
         self.cache = x
         return np.maximum(x, 0)
 
-    def backward(self, dout, rule="gradient", param_grads=False):
+    def backward(self, dout, rule="gradient", param_grads=False, reference=None):
         """dout: same shape as x -> dx. ``rule`` picks the attribution method:
 
-        ============  ==========================  =================
-        rule          backward                    indicator used
-        ============  ==========================  =================
-        "gradient"    dout * (x > 0)              forward activation
-        "deconvnet"   dout * (dout > 0)           backward signal
-        "guided"      dout * (x > 0) * (dout > 0) both
-        ============  ==========================  =================
+        ============  ==================================================  ==================
+        rule          backward                                            indicator used
+        ============  ==================================================  ==================
+        "gradient"    dout * (x > 0)                                      forward activation
+        "deconvnet"   dout * (dout > 0)                                   backward signal
+        "guided"      dout * (x > 0) * (dout > 0)                         both
+        "rescale"     dout * (relu(x) - relu(x_ref)) / (x - x_ref)        the secant slope
+        ============  ==================================================  ==================
+
+        "rescale" is DeepLIFT's rule: it needs ``reference``, the ReLU's input
+        x_ref when the model ran on the baseline, and takes the plain gradient
+        where ``|x - x_ref| < RESCALE_EPS``.
         """
         x = self._cached()
         self._check_dout(dout, x.shape)
@@ -213,7 +247,17 @@ class ReLU(Layer):
             return dout * (dout > 0)
         if rule == "guided":        # Guided Backprop (Springenberg et al. 2015)
             return dout * (x > 0) * (dout > 0)
+        if rule == "rescale":       # DeepLIFT Rescale (Shrikumar et al. 2017): the secant, not the tangent
+            x_ref = self._reference(reference)
+            return dout * np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
+                                   secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))
         raise ValueError(f"{self.name}: unknown ReLU rule {rule!r}; use one of {RELU_RULES}")
+
+    def _reference(self, reference):
+        if not isinstance(reference, np.ndarray) or reference.shape != self.cache.shape:
+            raise ValueError(f"{self.name}: the 'rescale' rule needs reference=the ReLU's input on the baseline, "
+                             f"an array of shape {self.cache.shape}; got {getattr(reference, 'shape', reference)!r}")
+        return reference
 
 
 # --------------------------------------------------------------------------
@@ -254,7 +298,7 @@ class MaxPool2d(Layer):
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, C, H', W').
 
-        Cache: the input shape and ``argmax: (N, C, H', W')``, the index
+        Cache: the input x and ``argmax: (N, C, H', W')``, the index
         ``i*KW + j`` of the winning tap in each window (the "switches").
         Computed with one strided view per tap: keep the running max and
         replace it only where a later tap is strictly larger, so the first
@@ -275,23 +319,64 @@ class MaxPool2d(Layer):
                 better = v > out                        # strictly larger: on a tie the earlier tap stays
                 np.maximum(out, v, out=out)
                 np.copyto(argmax, k, where=better)
-        self.cache = (x.shape, argmax)
+        self.cache = (x, argmax)
         return out
 
-    def backward(self, dout, param_grads=False):
-        """dout: (N, C, H', W') -> dx: (N, C, H, W), zero except at the switches."""
-        x_shape, argmax = self._cached()
+    def backward(self, dout, param_grads=False, reference=None):
+        """dout: (N, C, H', W') -> dx: (N, C, H, W), zero except at the switches.
+
+        With ``reference`` (the cache of a forward pass on the baseline), the
+        DeepLIFT rescale treatment instead: see ``rescale_backward``.
+        """
+        x, argmax = self._cached()
         self._check_dout(dout, argmax.shape)
+        if reference is not None:
+            return self.rescale_backward(dout, reference)
+        return self._route(dout, argmax, x.shape)
+
+    def _route(self, d, argmax, x_shape):
+        """Send each window's value in d (N, C, H', W') to the element its argmax names -> (N, C, H, W)."""
         (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
         N, C, H, W = x_shape
-        dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+        dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
         overlapping = s[0] < kh or s[1] < kw
         for k, view in _window_views(dx, kh, kw, s, *argmax.shape[2:]):
             if overlapping:
-                view += dout * (argmax == k)            # windows that share an element add up
+                view += d * (argmax == k)               # windows that share an element add up
             else:
-                np.multiply(dout, argmax == k, out=view)    # each element is in one window at most
+                np.multiply(d, argmax == k, out=view)   # each element is in one window at most
         return dx[:, :, ph:ph + H, pw:pw + W]
+
+    def rescale_backward(self, dout, reference):
+        """DeepLIFT's multipliers through max-pooling (the rule Captum's ``maxpool`` intends).
+
+        Per window, y = max(x_w) at p and y' = max(x'_w) at q: the change
+        y - y' splits into ``max(y, y') - y'`` sent to p and ``y - max(y, y')``
+        sent to q (they add up to y - y'). An input's multiplier is what it
+        received times dout, divided by its own x - x' (the plain gradient
+        where that is below RESCALE_EPS). Overlapping windows add up. Then
+        ``sum(dx * (x - x')) == sum(dout * (y - y'))``: nothing is lost.
+        """
+        x, argmax = self.cache
+        if not (isinstance(reference, tuple) and len(reference) == 2 and np.shape(reference[0]) == x.shape):
+            raise ValueError(f"{self.name}: reference must be this layer's cache from a forward pass on the "
+                             f"baseline, (x_ref {x.shape}, argmax_ref)")
+        x_ref, argmax_ref = reference
+        y, y_ref = self._gather(x, argmax), self._gather(x_ref, argmax_ref)
+        top = np.maximum(y, y_ref)
+        received = self._route(dout * (top - y_ref), argmax, x.shape) + \
+            self._route(dout * (y - top), argmax_ref, x.shape)
+        return np.where(np.abs(x - x_ref) < RESCALE_EPS, self._route(dout, argmax, x.shape),
+                        secant(received, x - x_ref))
+
+    def _gather(self, x, argmax):
+        """Each window's element at its argmax: (N, C, H', W'), the pooled output again."""
+        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+        out = np.zeros(argmax.shape, dtype=x.dtype)
+        for k, view in _window_views(xp, kh, kw, s, *argmax.shape[2:]):
+            np.copyto(out, view, where=argmax == k)
+        return out
 
 
 class AvgPool2d(Layer):
@@ -393,14 +478,14 @@ class Linear(Layer):
     """Fully connected layer ``y = x @ W.T + b``; weight: (out, in), bias: (out,).
     Initialised like PyTorch: uniform in +-1/sqrt(in_features)."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None, init=True):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = np.random.default_rng(rng)
         bound = 1.0 / np.sqrt(in_features)
-        self.params["weight"] = uniform_init(rng, bound, (out_features, in_features), dtype)
+        self.params["weight"] = uniform_init(rng, bound, (out_features, in_features), dtype, init)
         if bias:
-            self.params["bias"] = uniform_init(rng, bound, out_features, dtype)
+            self.params["bias"] = uniform_init(rng, bound, out_features, dtype, init)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={'bias' in self.params}"

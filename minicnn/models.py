@@ -33,7 +33,7 @@ VGG_CONFIGS = {
 
 
 def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_size=7, dtype=np.float32, seed=0,
-        normalize=True):
+        normalize=True, init=None):
     """A VGG network.
 
     config: a name in VGG_CONFIGS or a list like it.
@@ -45,6 +45,8 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
     hidden: the two hidden Linear layers' size (4096 in VGG).
     weights: a path to load (``.npz`` or ``.pth``), or None for random weights
         (PyTorch's default initialisation, seeded by ``seed``).
+    init: draw the random weights (default: only when no ``weights`` are
+        given); False leaves zeros for weights that will be loaded.
     The model is in eval mode.
     """
     if isinstance(weights, str) and weights == "imagenet":
@@ -52,13 +54,14 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
                          "minicnn.hub.pretrained('vgg16') (after: python -m minicnn download vgg16)")
     cfg = VGG_CONFIGS[config] if isinstance(config, str) else list(config)
     rng = np.random.default_rng(seed)
+    init = weights is None if init is None else init
     layers, channels = [], 3
     for v in cfg:
         if v == "M":
             layers.append(MaxPool2d(2, 2))
         else:
             out = max(1, int(round(v * width)))
-            layers += [Conv2d(channels, out, 3, padding=1, dtype=dtype, rng=rng), ReLU()]
+            layers += [Conv2d(channels, out, 3, padding=1, dtype=dtype, rng=rng, init=init), ReLU()]
             channels = out
     head = {"normalize": Normalize(IMAGENET_MEAN, IMAGENET_STD)} if normalize else {}
     model = Sequential({
@@ -67,9 +70,10 @@ def vgg(config, num_classes=1000, weights=None, width=1.0, hidden=4096, pool_siz
         "avgpool": AdaptiveAvgPool2d(pool_size),
         "flatten": Flatten(),
         "classifier": Sequential(
-            Linear(channels * pool_size * pool_size, hidden, dtype=dtype, rng=rng), ReLU(), Dropout(0.5, rng=rng),
-            Linear(hidden, hidden, dtype=dtype, rng=rng), ReLU(), Dropout(0.5, rng=rng),
-            Linear(hidden, num_classes, dtype=dtype, rng=rng)),
+            Linear(channels * pool_size * pool_size, hidden, dtype=dtype, rng=rng, init=init), ReLU(),
+            Dropout(0.5, rng=rng),
+            Linear(hidden, hidden, dtype=dtype, rng=rng, init=init), ReLU(), Dropout(0.5, rng=rng),
+            Linear(hidden, num_classes, dtype=dtype, rng=rng, init=init)),
     })
     if weights is not None:
         load_weights(model, weights)
@@ -123,7 +127,7 @@ SHAPES_WEIGHTS = "assets/shapes_net.npz"
 SHAPES_MEAN, SHAPES_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
-def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
+def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0, init=None):
     """The demo model: a small VGG-style net for 64x64 ``minicnn.data`` shapes.
 
     It takes images in [0, 1] (its first layer normalizes them), like every model here. The same
@@ -132,11 +136,13 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
     classifier. Its Grad-CAM layer is ``features.14`` (8x8 at 64x64 input).
     pretrained: load the weights shipped with the package (trained by
     ``python -m minicnn train shapes``).
+    init: draw random weights (default: unless pretrained); False leaves zeros.
     """
     rng = np.random.default_rng(seed)
+    init = not pretrained if init is None else init
 
     def conv(cin, cout):
-        return Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng)
+        return Conv2d(cin, cout, 3, padding=1, dtype=dtype, rng=rng, init=init)
 
     model = Sequential({
         "normalize": Normalize(SHAPES_MEAN, SHAPES_STD),                         # images in [0, 1] come in
@@ -147,10 +153,11 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0):
             conv(64, 64), ReLU()),                                 # features.14, the Grad-CAM layer: 8x8
         "avgpool": AdaptiveAvgPool2d(4),
         "flatten": Flatten(),
-        "classifier": Sequential(Linear(64 * 4 * 4, 128, dtype=dtype, rng=rng), ReLU(), Dropout(0.3, rng=rng),
-                                 Linear(128, num_classes, dtype=dtype, rng=rng)),
+        "classifier": Sequential(Linear(64 * 4 * 4, 128, dtype=dtype, rng=rng, init=init), ReLU(),
+                                 Dropout(0.3, rng=rng), Linear(128, num_classes, dtype=dtype, rng=rng, init=init)),
     })
-    vgg_init(model, rng)
+    if init:
+        vgg_init(model, rng)
     if pretrained:
         from importlib import resources
         with resources.as_file(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)) as path:

@@ -7,7 +7,7 @@ DeconvNet or a Guided Backprop map.
 """
 import numpy as np
 
-from .layers import RELU_RULES, Layer, ReLU
+from .layers import RELU_RULES, Layer, MaxPool2d, ReLU
 
 
 class Sequential(Layer):
@@ -37,6 +37,17 @@ class Sequential(Layer):
             self.children[name] = layer
         self.outputs = {}
         self._set_names("")
+        self._check_unique()
+
+    def _check_unique(self):
+        """One layer object in two places would share one cache: the second forward overwrites what the first
+        backward needs, and gradients come out silently wrong. Refuse it."""
+        seen = {}
+        for name, layer in self._flat:
+            if id(layer) in seen:
+                raise ValueError(f"the same {type(layer).__name__} object is used twice, as {seen[id(layer)]} and "
+                                 f"{name}; create a new layer for each place (e.g. ReLU() twice)")
+            seen[id(layer)] = name
 
     def _set_names(self, prefix):
         self.name = prefix.rstrip(".") or "model"
@@ -105,6 +116,12 @@ class Sequential(Layer):
         parent = self[parent_name] if parent_name else self
         parent.children[child] = layer
         self._set_names("" if self.name == "model" else self.name + ".")
+        try:
+            self._check_unique()
+        except ValueError:
+            parent.children[child] = old               # leave the model as it was
+            self._set_names("" if self.name == "model" else self.name + ".")
+            raise
         return old
 
     def __repr__(self):
@@ -131,27 +148,41 @@ class Sequential(Layer):
             self.outputs[name] = x
         return x
 
-    def backward(self, dout, relu_rule="gradient", param_grads=False, until=None):
+    def backward(self, dout, relu_rule="gradient", param_grads=False, until=None, reference=None):
         """Backpropagate ``dout`` (the gradient of some score w.r.t. the output).
 
-        relu_rule: "gradient" (Vanilla Gradient), "deconvnet" or "guided",
-            handed to every ReLU; all other layers use their ordinary gradient.
+        relu_rule: "gradient" (Vanilla Gradient), "deconvnet", "guided" or
+            "rescale" (DeepLIFT), handed to every ReLU; all other layers use
+            their ordinary gradient, except that "rescale" also gives each
+            max-pool its reference (DeepLIFT's rescale treatment of max-pooling).
         param_grads: also fill every layer's ``grads`` (for training).
         until: a layer name; stop there and return the gradient arriving at
             that layer's output (Grad-CAM's dy/dA). None goes to the input.
+        reference: for "rescale", ``caches()`` saved after a forward pass on
+            the baseline (the reference input of every ReLU and max-pool).
         Returns the gradient w.r.t. the model's input (or ``until``'s output).
         """
         if relu_rule not in RELU_RULES:
             raise ValueError(f"unknown relu_rule {relu_rule!r}; use one of {RELU_RULES}")
+        if (relu_rule == "rescale") != (reference is not None):
+            raise ValueError("relu_rule='rescale' (DeepLIFT) goes with reference=model.caches() from a forward pass "
+                             "on the baseline, and reference with no other rule")
         stop = None if until is None else self._leaf_name(until)
         for name, layer in reversed(self._flat):
             if name == stop:
                 return dout
             if isinstance(layer, ReLU):
-                dout = layer.backward(dout, rule=relu_rule)
+                dout = layer.backward(dout, rule=relu_rule, reference=None if reference is None else reference[name])
+            elif isinstance(layer, MaxPool2d) and reference is not None:
+                dout = layer.backward(dout, reference=reference[name])
             else:
                 dout = layer.backward(dout, param_grads=param_grads)
         return dout
+
+    def caches(self):
+        """{name: layer.cache} after a forward pass: what ``backward(..., reference=...)`` needs
+        from a pass on the baseline (the arrays themselves, no copies)."""
+        return {name: layer.cache for name, layer in self._flat}
 
     # --- modes, dtypes, parameters ---
 

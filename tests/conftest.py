@@ -11,11 +11,39 @@ def _optional(name):
 
 torch = _optional("torch")
 captum = _optional("captum")
+sklearn = _optional("sklearn")
+skimage = _optional("skimage")
+
+
+def _zennit():
+    """Zennit imports torchvision.models.resnet for two class names (its ResNet canonizer); the only
+    torchvision on the package index is a multi-GB GPU build, so a stub with those names stands in."""
+    if torch is None:
+        return None
+    import sys
+    import types
+    if "torchvision" not in sys.modules:
+        tv, models, resnet = (types.ModuleType(n) for n in ("torchvision", "torchvision.models",
+                                                              "torchvision.models.resnet"))
+        resnet.BasicBlock = type("BasicBlock", (torch.nn.Module,), {})
+        resnet.Bottleneck = type("Bottleneck", (torch.nn.Module,), {})
+        tv.models, models.resnet = models, resnet
+        sys.modules.update({"torchvision": tv, "torchvision.models": models, "torchvision.models.resnet": resnet})
+    return _optional("zennit")
+
+
+zennit = _zennit()
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed (reference tests need it: "
                                                        "pip install torch)")
 needs_captum = pytest.mark.skipif(captum is None or torch is None,
                                   reason="Captum is not installed (reference tests need it: pip install captum)")
+needs_zennit = pytest.mark.skipif(zennit is None, reason="Zennit is not installed (the LRP reference: "
+                                                         "pip install --no-deps zennit, after torch)")
+needs_sklearn = pytest.mark.skipif(sklearn is None, reason="scikit-learn is not installed (LIME's ridge reference: "
+                                                           "pip install scikit-learn)")
+needs_skimage = pytest.mark.skipif(skimage is None, reason="scikit-image is not installed (the SLIC reference: "
+                                                           "pip install scikit-image)")
 
 
 def away_from_kinks(rng, shape, gap=0.05):

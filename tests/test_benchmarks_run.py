@@ -16,8 +16,8 @@ pytestmark = [needs_captum, pytest.mark.slow]
 @pytest.mark.parametrize("script,args,expect", [
     ("bench_conv.py", ["--layers", "2", "--repeat", "1"], "64->64@224"),
     ("bench_vgg16.py", ["--batches", "1", "--repeat", "1"], "peak RSS"),
-    ("bench_attribution.py", ["--repeat", "1", "--samples", "2", "--steps", "2", "--batch", "2"],
-     "integrated_gradients (2)"),
+    ("bench_attribution.py", ["--repeat", "1", "--samples", "2", "--steps", "2", "--batch", "2", "--perturbations", "4"],
+     "kernel_shap (4 samples)"),
 ])
 def test_benchmark_runs(script, args, expect):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,

@@ -91,6 +91,20 @@ def test_explain_end_to_end_with_saved_maps(tmp_path, shape_images):
     assert result.returncode == 0 and "explained: star" not in result.stdout
 
 
+def test_explain_with_the_other_families(tmp_path, shape_images):
+    paths, y = shape_images
+    out, maps = tmp_path / "families.png", tmp_path / "families.npz"
+    result = run("explain", paths[0], "--methods", "deeplift", "lrp", "deep_taylor", "lime", "kernel_shap",
+                 "shapley_values", "--out", out, "--save-maps", maps)
+    assert result.returncode == 0, result.stderr
+    _assert_png(out, (1400, 200))                                  # one row, seven columns
+    with np.load(maps) as data:
+        for name in ("deeplift", "lrp", "deep_taylor", "lime", "kernel_shap", "shapley_values"):
+            assert data[name].shape == (1, 3, 64, 64) and np.isfinite(data[name]).all(), name
+        # the LIME map is constant on each superpixel: far fewer distinct values than pixels
+        assert len(np.unique(data["lime"][0, 0])) <= 100
+
+
 @pytest.mark.parametrize("args,message", [
     (["explain", "MISSING.png"], "no image file at MISSING.png"),
     (["explain", "NOTIMAGE.png"], "not an image PIL can read"),

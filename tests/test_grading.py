@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "tutorials" / "assignments"
 SOLUTIONS = Path(__file__).parent / "solutions"
 FILES = {"relu_maxpool": "a_relu_maxpool.py", "conv_backward": "b_conv_backward.py",
-         "gradcam_smoothgrad": "c_gradcam_smoothgrad.py"}
+         "gradcam_smoothgrad": "c_gradcam_smoothgrad.py", "deeplift_lrp": "d_deeplift_lrp.py"}
 
 
 def _grade(assignment, path):
@@ -37,11 +37,19 @@ def test_blank_stub_gets_zero(assignment):
 
 
 def test_stubs_keep_docstrings_and_hold_no_solution():
-    for name in FILES.values():
+    import ast
+
+    from attribution.grade import ASSIGNMENTS
+    for assignment, name in FILES.items():
         text = (STUBS / name).read_text()
-        assert text.count("raise NotImplementedError") >= 1
         assert "(N, C, H, W)" in text
-        assert "dout * (x > 0)" not in text.split('"""', 2)[2]      # the rules appear only in the docstring
+        functions = {node.name: node for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)}
+        assert set(ASSIGNMENTS[assignment]) <= set(functions), name
+        for f in (functions[graded] for graded in ASSIGNMENTS[assignment]):
+            # a docstring and `raise NotImplementedError`, nothing else: no solution in the student's file
+            assert ast.get_docstring(f), (name, f.name)
+            assert len(f.body) == 2 and isinstance(f.body[1], ast.Raise), (name, f.name)
+            assert ast.unparse(f.body[1].exc) == "NotImplementedError", (name, f.name)
 
 
 PLANTED = [
@@ -66,6 +74,26 @@ PLANTED = [
     ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = dA.sum(axis=(2, 3))", "grad_cam", "Grad-CAM"),
     ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
      "return (alpha[:, :, None, None] * A).sum(axis=1)", "grad_cam", "ReLU"),
+    ("deeplift_lrp", "return dout * np.where(small, x > 0, secant)", "return dout * (x > 0)",
+     "relu_backward_rescale", "the Vanilla Gradient rule dout * (x > 0), not the secant"),
+    ("deeplift_lrp", "(np.maximum(x, 0) - np.maximum(x_ref, 0))", "(np.maximum(x_ref, 0) - np.maximum(x, 0))",
+     "relu_backward_rescale", "wrong sign"),
+    ("deeplift_lrp", "np.where(small, x > 0, secant)", "np.where(small, 0, secant)", "relu_backward_rescale",
+     "a fallback of 0"),
+    ("deeplift_lrp", "z = z + eps * np.where(z >= 0, 1, -1)", "z = z", "lrp_epsilon", "no stabilizer"),
+    ("deeplift_lrp", "z = z + eps * np.where(z >= 0, 1, -1)", "z = z + eps", "lrp_epsilon", "without the sign"),
+    ("deeplift_lrp", "z = z + eps * np.where(z >= 0, 1, -1)", "z = z - eps * np.where(z >= 0, 1, -1)",
+     "lrp_epsilon", "push z away from 0"),
+    ("deeplift_lrp", "    c = layer.backward(s)\n    return a * c", "    c = layer.backward(s)\n    return z * c",
+     "lrp_epsilon", "step 4 multiplies by its input a"),
+    ("deeplift_lrp", "z = z + eps * np.where(z >= 0, 1, -1)", "z = z + eps * np.sign(z)", "lrp_epsilon",
+     "np.sign(0) is 0"),
+    ("deeplift_lrp", 'params = {"weight": np.maximum(layer.params["weight"], 0)}', 'params = {"weight": layer.params["weight"]}',
+     "lrp_zplus", "not their positive part"),
+    ("deeplift_lrp", 'params["bias"] = np.zeros_like(layer.params["bias"])', 'params["bias"] = layer.params["bias"]',
+     "lrp_zplus", "keeping the bias"),
+    ("deeplift_lrp", "    c = plus.backward(s)\n    return a * c", "    c = plus.backward(s)\n    return z * c",
+     "lrp_zplus", "step 4 multiplies by its input a"),
     ("gradcam_smoothgrad", "return total / noise.shape[1]", "return total", "smoothgrad", "mean over samples"),
 ]
 

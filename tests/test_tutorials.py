@@ -9,8 +9,8 @@ import pytest
 TUTORIALS = sorted((Path(__file__).resolve().parent.parent / "tutorials").glob("[0-9][0-9]_*.py"))
 
 
-def test_there_are_eight_tutorials_with_cells():
-    assert len(TUTORIALS) == 8
+def test_there_are_nine_tutorials_with_cells():
+    assert len(TUTORIALS) == 9
     for path in TUTORIALS:
         assert path.read_text().count("# %%") >= 4, path.name
 

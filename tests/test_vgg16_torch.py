@@ -18,8 +18,9 @@ from conftest import needs_torch, torch
 pytestmark = needs_torch
 
 
-def torch_vgg(cfg, width=1.0, hidden=4096, num_classes=1000, pool=7):
-    """torchvision's VGG layout, written out with torch.nn (no torchvision needed)."""
+def torch_vgg(cfg, width=1.0, hidden=4096, num_classes=1000, pool=7, normalize=True):
+    """torchvision's VGG layout, written out with torch.nn (no torchvision needed); with normalize, the
+    ImageNet normalization first, as minicnn's vgg does."""
     nn = torch.nn
     layers, c = [], 3
     for v in models.VGG_CONFIGS[cfg]:
@@ -40,9 +41,10 @@ def torch_vgg(cfg, width=1.0, hidden=4096, num_classes=1000, pool=7):
                                             nn.Linear(hidden, num_classes))
 
         def forward(self, x):
-            mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).reshape(1, 3, 1, 1)
-            std = torch.tensor(IMAGENET_STD, dtype=x.dtype).reshape(1, 3, 1, 1)
-            x = (x - mean) / std                          # transforms.Normalize, here inside the model
+            if normalize:                                 # transforms.Normalize, here inside the model
+                mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).reshape(1, 3, 1, 1)
+                std = torch.tensor(IMAGENET_STD, dtype=x.dtype).reshape(1, 3, 1, 1)
+                x = (x - mean) / std
             return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
     torch.manual_seed(0)

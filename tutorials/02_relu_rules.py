@@ -31,7 +31,7 @@ x = np.array([[1.0, 0.0], [-1.0, -10.0]])      # the forward activation X_n
 g = np.array([[0.4, 1.1], [-0.5, -0.1]])       # the gradient arriving from above
 relu = mc.ReLU()
 relu.forward(x)
-for rule in mc.RELU_RULES:
+for rule in ("gradient", "deconvnet", "guided"):    # the fourth, DeepLIFT's "rescale", needs a baseline: tutorial 9
     # + 0.0 turns the -0.0 of (negative number) * False into a plain 0.0 for printing
     print(f"{rule:10s}", (relu.backward(g, rule=rule) + 0.0).tolist())
 print("expected:  gradient [[0.4, 0], [0, 0]], deconvnet [[0.4, 1.1], [0, 0]], guided [[0.4, 0], [0, 0]]")
@@ -51,7 +51,7 @@ dout = np.zeros_like(logits)
 dout[0, logits.argmax()] = 1
 g_layer = model.backward(dout, until="features.1")          # gradient at the ReLU's output
 relu_layer = model["features.1"]                            # its cache holds its forward input
-passed = {rule: relu_layer.backward(g_layer, rule=rule) for rule in mc.RELU_RULES}
+passed = {rule: relu_layer.backward(g_layer, rule=rule) for rule in ("gradient", "deconvnet", "guided")}
 for rule, a in passed.items():
     print(f"{rule:10s} passes {np.mean(a != 0):.1%} of the units (the gradient arriving is non-zero at "
           f"{np.mean(g_layer != 0):.1%})")
