@@ -48,12 +48,19 @@ def compute_maps(model, x, targets, names, seed=0):
     return maps
 
 
+FIGURE_NOTE = ("Grey maps: the largest |value| over the three colour channels, black at 0, white from the map's "
+               "99th percentile up. Red/blue maps (signed methods): evidence for/against the class, white at 0. "
+               "The checkerboard texture of gradient maps comes from the strided 2x2 max-pools: each pooled unit "
+               "passes its gradient to one pixel of four.")
+
+
 def draw(images, maps, row_labels):
-    """The comparison figure of ``maps`` ({registry name: map}): titles and colour scales from the registry."""
+    """The comparison figure of ``maps`` ({registry name: map}): titles and colour scales from the registry,
+    and a note saying how to read them."""
     from .visualize import comparison_figure
     titles = {name: figure_title(name, FIGURE_SETTINGS.get(name, {})) for name in maps}
     kinds = {name: METHODS[name].display for name in maps}
-    return comparison_figure(images, maps, row_labels, titles=titles, kinds=kinds)
+    return comparison_figure(images, maps, row_labels, titles=titles, kinds=kinds, note=FIGURE_NOTE)
 
 
 def _protected_files():
@@ -119,7 +126,11 @@ def run_demo(out, seed=0):
     probs = softmax(model.forward(x))
     targets = np.concatenate([probs[:4].argmax(axis=1), pair_labels[0]])
     maps = compute_maps(model, x, targets, DEFAULT_METHODS, seed=seed)
-    save_figure(draw(x, maps, _labels(probs, targets, SHAPE_CLASSES)), out)
+    labels = _labels(probs, targets, SHAPE_CLASSES)
+    for i in (4, 5):                                   # the two-object rows: always say which class is explained
+        if "explained" not in labels[i]:
+            labels[i] += f"\nexplained: {SHAPE_CLASSES[targets[i]]} ({probs[i, targets[i]]:.0%})"
+    save_figure(draw(x, maps, labels), out)
     for i, (p, t) in enumerate(zip(probs, targets)):
         best = np.argsort(-p)[:3]
         top = ", ".join(f"{SHAPE_CLASSES[k]} {p[k]:.1%}" for k in best)

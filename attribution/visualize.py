@@ -90,7 +90,7 @@ def show_segments(ax, labels, color=(0.0, 0.0, 0.0), alpha=0.7):
     ax.imshow(rgba)
 
 
-def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, cell=2.2):
+def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, cell=2.2, note=None):
     """The textbook's grid: one row per image, the image then one column per method.
 
     images: (N, 3, H, W) in [0, 1] (for display).
@@ -100,6 +100,7 @@ def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, ce
     kinds: {method title: "abs" | "signed" | "overlay"}; default "overlay" for
         coarse maps, "abs" for the rest. Signed maps are summed over channels
         and drawn with a diverging colormap centred on zero, symmetric limits.
+    note: a line of text under the grid (how to read the maps).
     Returns the matplotlib Figure.
     """
     import matplotlib.pyplot as plt
@@ -124,7 +125,13 @@ def comparison_figure(images, maps, row_labels=None, titles=None, kinds=None, ce
             if n == 0:
                 axes[n, j + 1].set_title((titles or {}).get(name, name), fontsize=10)
     axes[0, 0].set_title("image", fontsize=10)
-    fig.tight_layout()
+    if note:
+        import textwrap
+        wrapped = "\n".join(textwrap.wrap(note, width=int(28 * (len(names) + 1))))
+        fig.text(0.01, 0.005, wrapped, fontsize=8, va="bottom", ha="left")
+        fig.tight_layout(rect=(0, 0.012 * (wrapped.count("\n") + 2) * 6 / N, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from attribution.grade import grade
@@ -61,9 +62,10 @@ PLANTED = [
     ("relu_maxpool", "return dout * (x > 0)\n", "return dout * (x >= 0)\n", "relu_backward_gradient",
      ">= where the rule needs the strict >"),
     ("relu_maxpool", "return dout * (x > 0) * (dout > 0)", "return dout * (x >= 0) * (dout > 0)",
-     "relu_backward_guided", ">= where the rule needs the strict >"),
+     "relu_backward_guided", "the result is the dout * (x >= 0) * (dout > 0): >= where the rule needs the strict >"),
     ("relu_maxpool", "dx[n_idx, c_idx, i * stride + r, j * stride + c] += dout[:, :, i, j]",
-     "dx[n_idx, c_idx, i * stride + r, j * stride + c] = dout[:, :, i, j]", "maxpool_backward", "overlapping"),
+     "dx[n_idx, c_idx, i * stride + r, j * stride + c] = dout[:, :, i, j]", "maxpool_backward",
+     "= where overlapping windows need +="),
     ("relu_maxpool", "def relu_backward_gradient(dout, x):\n    return dout * (x > 0)",
      "def relu_backward_gradient(dout, x):\n    dout *= (x > 0)\n    return dout", "relu_backward_gradient",
      "in place"),
@@ -71,9 +73,32 @@ PLANTED = [
      "dw += np.tensordot(dout[0, :, i, j], xp[0, :, rows, cols], axes=0)", "conv_backward",
      "summed over every image"),
     ("conv_backward", "db = dout.sum(axis=(0, 2, 3))", "db = dout[0].sum(axis=(1, 2))", "conv_backward", "db"),
-    ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = dA.sum(axis=(2, 3))", "grad_cam", "Grad-CAM"),
+    ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = dA.sum(axis=(2, 3))", "grad_cam",
+     "the sum of the gradient over (h, w) instead of its mean"),
     ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
-     "return (alpha[:, :, None, None] * A).sum(axis=1)", "grad_cam", "ReLU"),
+     "return (alpha[:, :, None, None] * A).sum(axis=1)", "grad_cam", "no ReLU at the end"),
+    ("gradcam_smoothgrad", "alpha = dA.mean(axis=(2, 3))", "alpha = np.broadcast_to(dA.mean(axis=(0, 2, 3)), "
+     "dA.shape[:2])", "grad_cam", "weights averaged over the images too"),
+    ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
+     "m = np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)\n    lo = m.min(axis=(1, 2), keepdims=True)\n"
+     "    hi = m.max(axis=(1, 2), keepdims=True)\n    return (m - lo) / np.where(hi > lo, hi - lo, 1)",
+     "grad_cam", "the map scaled to [0, 1]"),
+    ("gradcam_smoothgrad", "dout[np.arange(len(x)), targets] = 1", "dout[targets, np.arange(len(x))] = 1",
+     "grad_cam", "the one-hot set on the wrong axis"),
+    ("gradcam_smoothgrad", "return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)",
+     "m = np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)\n"
+     "    return np.repeat(np.repeat(m, x.shape[2] // m.shape[1], 1), x.shape[3] // m.shape[2], 2)",
+     "grad_cam", "without upsampling"),
+    ("gradcam_smoothgrad", "logits = model.forward(x + sigma[:, None, None, None] * noise[:, s])",
+     "logits = model.forward(x)", "smoothgrad", "no noise added"),
+    ("gradcam_smoothgrad", "return total / noise.shape[1]", "return total / len(x)", "smoothgrad",
+     "divided by the number of images"),
+    ("gradcam_smoothgrad", "sigma = noise_level * (flat.max(axis=1) - flat.min(axis=1))",
+     "sigma = noise_level * noise_level * (flat.max(axis=1) - flat.min(axis=1))", "smoothgrad", "scaled twice"),
+    ("gradcam_smoothgrad", "sigma = noise_level * (flat.max(axis=1) - flat.min(axis=1))",
+     "sigma = np.full(len(x), noise_level)", "smoothgrad", "not scaled by the image's range"),
+    ("gradcam_smoothgrad", "sigma = noise_level * (flat.max(axis=1) - flat.min(axis=1))",
+     "sigma = np.full(len(x), noise_level * (x.max() - x.min()))", "smoothgrad", "the whole batch's range"),
     ("deeplift_lrp", "return dout * np.where(small, x > 0, secant)", "return dout * (x > 0)",
      "relu_backward_rescale", "the Vanilla Gradient rule dout * (x > 0), not the secant"),
     ("deeplift_lrp", "(np.maximum(x, 0) - np.maximum(x_ref, 0))", "(np.maximum(x_ref, 0) - np.maximum(x, 0))",
@@ -123,3 +148,67 @@ def test_grade_command_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "attribution.grade", "bogus", str(STUBS / "a_relu_maxpool.py")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "unknown assignment 'bogus'" in result.stderr
+
+
+def test_calling_the_library_answer_is_flagged(tmp_path):
+    source = (SOLUTIONS / "a_relu_maxpool.py").read_text()
+    old = "def relu_backward_guided(dout, x):\n    return dout * (x > 0) * (dout > 0)"
+    assert old in source
+    path = tmp_path / "a.py"
+    path.write_text("from minicnn.layers import ReLU\n" + source.replace(old, (
+        "def relu_backward_guided(dout, x):\n    r = ReLU()\n    r.forward(x)\n"
+        "    return r.backward(dout, rule='guided')")))
+    report, text = _grade("relu_maxpool", path)
+    assert report["relu_backward_guided"][0] == 0, text
+    assert "calls the library's own answer (minicnn.layers.ReLU)" in text
+    assert report["maxpool_backward"][0] == report["maxpool_backward"][1]            # the others still count
+    source = (SOLUTIONS / "c_gradcam_smoothgrad.py").read_text()
+    path = tmp_path / "c.py"
+    path.write_text(source + "\n\nimport attribution as attr\n\n\ndef grad_cam(model, x, targets, layer):\n"
+                             "    return attr.grad_cam(model, x, targets, layer)\n")
+    report, text = _grade("gradcam_smoothgrad", path)
+    assert report["grad_cam"][0] == 0 and "attribution.grad_cam" in text, text
+    assert report["smoothgrad"][0] == report["smoothgrad"][1], text
+
+
+@pytest.mark.parametrize("assignment", FILES)
+def test_hidden_cases_differ_and_the_solutions_pass_them(assignment):
+    import attribution.grade as g
+    public = g._rng(5).standard_normal(3)
+    g.SEED = 12345
+    try:
+        hidden = g._rng(5).standard_normal(3)
+    finally:
+        g.SEED = 0
+    assert not np.allclose(public, hidden)
+    out = io.StringIO()
+    report = grade(assignment, SOLUTIONS / FILES[assignment], out=out, seed=12345)
+    assert all(p == t and e is None for p, t, e in report.values()), out.getvalue()
+
+
+def test_points_reward_the_harder_functions():
+    from attribution.grade import ASSIGNMENTS, POINTS
+    assert set(POINTS) == {name for functions in ASSIGNMENTS.values() for name in functions}
+    relu = sum(POINTS[f"relu_backward_{r}"] for r in ("gradient", "deconvnet", "guided"))
+    assert relu < POINTS["maxpool_backward"] and POINTS["grad_cam"] >= 5
+
+
+def test_batch_grading_writes_one_row_per_student(tmp_path):
+    import csv
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    (folder / "alice.py").write_text((SOLUTIONS / "a_relu_maxpool.py").read_text())
+    (folder / "bob.py").write_text((STUBS / "a_relu_maxpool.py").read_text())
+    (folder / "carol.py").write_text("import sys\nsys.exit(0)\n")
+    out = tmp_path / "grades.csv"
+    result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool", str(folder), "--csv",
+                             str(out), "--timeout", "5"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {r["student"]: r for r in csv.DictReader(out.open())}
+    assert set(rows) == {"alice", "bob", "carol"}
+    assert float(rows["alice"]["total points"]) == 7 and float(rows["bob"]["total points"]) == 0
+    assert "not implemented yet" in rows["bob"]["maxpool_backward reason"]
+    assert "cannot be imported: SystemExit" in rows["carol"]["relu_backward_guided reason"]
+    result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool", str(folder)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "give --csv" in result.stderr

@@ -1,5 +1,7 @@
-"""Issue 7: every tutorial runs top to bottom, figures written to a temporary folder."""
+"""Issues 7 and 13: every tutorial runs top to bottom (figures to a temporary folder), and what each one
+states is checked here, from what it prints, with tolerances: not only that it exits cleanly."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,87 @@ import pytest
 TUTORIALS = sorted((Path(__file__).resolve().parent.parent / "tutorials").glob("[0-9][0-9]_*.py"))
 
 
+def _numbers(text, pattern):
+    """Every match of ``pattern`` in ``text``, its groups as floats."""
+    return [tuple(float(g) for g in m.groups()) for m in re.finditer(pattern, text)]
+
+
+def _claims_01(out):
+    (dx, dw, db), = _numbers(out, r"fast vs naive dx, dw, db: (\S+) (\S+) (\S+)")
+    assert max(dx, dw, db) < 1e-12, "the fast and naive convolutions agree to rounding"
+    errors = _numbers(out, r"'(?:x|weight|bias)': '(\S+)'")
+    assert errors and max(e for e, in errors) < 1e-7, "check_layer passes"
+
+
+def _claims_02(out):
+    assert "gradient   [[0.4, 0.0], [0.0, 0.0]]" in out and "deconvnet  [[0.4, 1.1], [0.0, 0.0]]" in out
+    assert "guided     [[0.4, 0.0], [0.0, 0.0]]" in out
+    passed = dict((rule, float(p)) for rule, p in re.findall(r"(\w+)\s+passes ([\d.]+)% of the units", out))
+    assert passed["guided"] <= min(passed["gradient"], passed["deconvnet"]), "guided passes the fewest units"
+
+
+def _claims_03(out):
+    share = {m: float(v) for m, v in re.findall(r"(\w+): \(3, 3, 64, 64\) share of the map on the object: ([\d.]+)",
+                                                 out)}
+    assert share["guided"] > share["vanilla"] > share["deconvnet"], share
+
+
+def _claims_04(out):
+    assert "equals attribution.grad_cam: True" in out
+    for on, image in _numbers(out, r"(\d+)% of the heat lies on the object \((\d+)% of the image\)"):
+        assert on > 2 * image, "the heat is concentrated on the object"
+
+
+def _claims_05(out):
+    for guided, combined in _numbers(out, r"guided backprop (\d+)% on that object, guided grad-cam (\d+)%"):
+        assert combined > guided, "Guided Grad-CAM moves to the explained object"
+    (corr,), = _numbers(out, r"the two guided backprop maps correlate at ([\d.]+)")
+    assert corr > 0.9, "Guided Backprop barely changes with the class"
+
+
+def _claims_06(out):
+    results = {(n, level): (agree, on) for n, level, agree, on in
+               _numbers(out, r"n=\s*(\d+) noise=([\d.]+): seed agreement ([\d.-]+), on the object (\d+)%")}
+    counts = sorted({n for n, _ in results})
+    for level in {lv for _, lv in results if lv > 0}:
+        assert results[counts[-1], level][0] > results[counts[0], level][0], "more samples, more agreement"
+    best = max((lv for _, lv in results), key=lambda lv: results[counts[-1], lv][1])
+    assert best == 0.05 and results[counts[-1], 0.15][1] < results[counts[-1], 0.0][1], \
+        "5% is best here, and the paper's 15% is worse than the plain gradient on this model"
+
+
+def _claims_07(out):
+    corr = dict((name.strip(), float(c)) for name, c in
+                re.findall(r"(Vanilla Gradient|Guided Backprop)\s+correlation with the photo's edges: ([\d.-]+)", out))
+    assert corr["Guided Backprop"] > corr["Vanilla Gradient"] + 0.05, "Guided Backprop follows the edges"
+
+
+def _claims_08(out):
+    curves = {name: [float(v) for v in values.split()] for name, values in
+              re.findall(r"(\w+)\s+Spearman with the trained model's map: ([\d. -]+)", out)}
+    mean = {name: sum(v) / len(v) for name, v in curves.items()}
+    assert mean["guided_backprop"] == max(mean.values()), "Guided Backprop is the least sensitive to randomization"
+    assert "logits equal after the shift: True" in out
+    for name in ("vanilla_gradient", "guided_backprop", "grad_cam"):
+        assert re.search(rf"{name}\s+unchanged", out), name
+    for name in ("gradient_x_input", "integrated_gradients"):
+        assert re.search(rf"{name}.*changes by \d+% of its scale", out), name
+
+
+def _claims_09(out):
+    (error_a, error_b), = _numbers(out, r"summation error:\s+\[\s*(\S+)\s+(\S+)\s*\]")
+    assert max(abs(error_a), abs(error_b)) < 1e-9, "DeepLIFT sums to delta"
+    assert "LRP-0 equals Gradient x Input (of the normalized image): True" in out
+    (grey_a, grey_b), = _numbers(out, r"grey baseline: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    (mean_a, mean_b), = _numbers(out, r"mean baseline: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    assert grey_a > mean_a and grey_b > mean_b, "the mean fill hides flat objects"
+    (ratio,), = _numbers(out, r"costs about (\d+) vanilla gradients")
+    assert ratio > 50, "the chapter's speed claim: LIME costs far more than a gradient"
+
+
+CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 10)}
+
+
 def test_there_are_nine_tutorials_with_cells():
     assert len(TUTORIALS) == 9
     for path in TUTORIALS:
@@ -16,7 +99,7 @@ def test_there_are_nine_tutorials_with_cells():
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs(tmp_path, path):
+def test_tutorial_runs_and_its_claims_hold(tmp_path, path):
     env = dict(os.environ, MPLBACKEND="Agg", MINICNN_QUICK="1", TUTORIAL_FIGURES=str(tmp_path),
                MINICNN_HOME=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -25,3 +108,4 @@ def test_tutorial_runs(tmp_path, path):
     figures = list(tmp_path.glob("*.png"))
     if "01_engine" not in path.name:
         assert figures, "the tutorial should draw its figure"
+    CLAIMS[path.name[:2]](result.stdout)

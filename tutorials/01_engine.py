@@ -47,10 +47,13 @@ print(f"d/dx{idx}: backward says {dx[idx]:.10f}, the centred difference says {nu
 
 # %% [markdown]
 # `minicnn.gradcheck.check_layer` does the same for every input value and
-# every parameter. A correct backward gives ~1e-9 or less in float64.
+# every parameter. A correct backward gives ~1e-9 or less in float64. Give it
+# the same `dout`: it runs its own backward pass, and the parameter gradients
+# it leaves in `conv.grads` are then those of this `dout` (with its default,
+# a random one, they would belong to another `dout`).
 
 # %%
-errors = mc.check_layer(conv, x)
+errors = mc.check_layer(conv, x, dout=dout)
 print("relative errors:", {k: f"{v:.1e}" for k, v in errors.items()})
 
 # %% [markdown]

@@ -25,6 +25,9 @@ os.makedirs(FIGURES, exist_ok=True)
 
 # %% [markdown]
 # ## The textbook's 2x2 example
+# From Molnar, *Interpretable Machine Learning*, chapter "Pixel Attribution
+# (Saliency Maps)": the same gradient arriving at a 2x2 ReLU layer, passed on
+# by each rule.
 
 # %%
 x = np.array([[1.0, 0.0], [-1.0, -10.0]])      # the forward activation X_n

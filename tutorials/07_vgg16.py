@@ -9,8 +9,12 @@
 #
 # which fetches `vgg16-397923af.pth` (528 MB), checks its SHA-256 and converts
 # it to `~/.cache/minicnn/vgg16-397923af.npz`. If the weights are not there,
-# this tutorial says so and goes on with random weights, so every line still
-# runs (the maps are then meaningless, of course).
+# this tutorial says so and goes on with random weights. That is a lesson in
+# itself (Adebayo et al. 2018, "Sanity checks for saliency maps"): look at
+# what the methods draw for a network that has learned nothing. Guided
+# Backprop still draws Grace Hopper's face and uniform, because its rule
+# mostly reconstructs the image's edges; a map that looks right need not
+# explain the model.
 
 # %%
 import os
@@ -36,7 +40,7 @@ try:
     trained = True
 except FileNotFoundError as e:
     print(e)
-    print("-> continuing with RANDOM weights: the code path runs, the maps mean nothing")
+    print("-> continuing with RANDOM weights: whatever a map shows now, the network did not learn it")
     model = vgg16()
     trained = False
 print(f"{model.num_parameters():,} parameters")
@@ -87,3 +91,19 @@ for ax in axes:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "07_vgg16.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "07_vgg16.png"))
+
+# %% [markdown]
+# How much of each map is simply the photo's edges? The correlation of each
+# map with the edge strength of the image (a Sobel filter). With random
+# weights the network has learned nothing, yet Guided Backprop still follows
+# the edges closely: it reconstructs the image more than it explains the model.
+
+# %%
+from scipy import ndimage  # noqa: E402
+
+grey = image.mean(axis=2)
+edges = np.hypot(ndimage.sobel(grey, 0), ndimage.sobel(grey, 1))
+edge_corr = {name: float(np.corrcoef(max_abs(a)[0].ravel(), edges.ravel())[0, 1])
+             for name, a in (("Vanilla Gradient", vanilla), ("Guided Backprop", guided))}
+for name, c in edge_corr.items():
+    print(f"{name:17s} correlation with the photo's edges: {c:.2f}" + ("" if trained else " (random weights)"))

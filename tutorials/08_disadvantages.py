@@ -54,6 +54,15 @@ fig.savefig(os.path.join(FIGURES, "08_randomization.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "08_randomization.png"))
 
 # %% [markdown]
+# Guided Backprop stays closest to the trained model's map the longest: the
+# least sensitive to what the model learned, Adebayo et al.'s finding.
+# Grad-CAM's curve is not monotone: it can drop when only the last layer is
+# random and rise again when the next one is. Each step is *one* random draw,
+# and that draw decides the signs of Grad-CAM's weights alpha_k, so which
+# feature maps survive its ReLU; on an 8x8 map that swings the rank
+# correlation. Averaging over several draws (Adebayo et al. do) smooths it.
+
+# %% [markdown]
 # ## 2. A constant shift of the input
 
 # %%
@@ -69,14 +78,16 @@ for name, change in changes.items():
     print(f"{name:38s} " + ("unchanged" if change < 1e-6 else f"changes by {change:.0%} of its scale"))
 
 # %%
-gxi = attr.gradient_x_input(model64, x64[:1], targets[:1])
-gxi_shifted = attr.gradient_x_input(shifted, x64[:1] - 1.0, targets[:1])
-fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+gxi = attr.gradient_x_input(model64, x64[:1], targets[:1])[0].sum(0)
+gxi_shifted = attr.gradient_x_input(shifted, x64[:1] - 1.0, targets[:1])[0].sum(0)
+limit = max(np.abs(gxi).max(), np.abs(gxi_shifted).max())      # one scale for both, white at zero
+fig, axes = plt.subplots(1, 3, figsize=(10, 3))
 axes[0].imshow(x[0].transpose(1, 2, 0))
-axes[1].imshow(gxi[0].sum(0), cmap="bwr")
+axes[1].imshow(gxi, cmap="bwr", vmin=-limit, vmax=limit)
 axes[1].set_title("Gradient x Input")
-axes[2].imshow(gxi_shifted[0].sum(0), cmap="bwr")
+shown = axes[2].imshow(gxi_shifted, cmap="bwr", vmin=-limit, vmax=limit)
 axes[2].set_title("... of the shifted model")
+fig.colorbar(shown, ax=axes[1:], shrink=0.8)
 for ax in axes:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "08_input_shift.png"), dpi=80)

@@ -12,10 +12,12 @@ def grad_cam(model, x, targets, layer):
     return np.maximum((alpha[:, :, None, None] * A).sum(axis=1), 0)
 
 
-def smoothgrad(model, x, targets, noise):
+def smoothgrad(model, x, targets, noise_level, noise):
+    flat = x.reshape(len(x), -1)
+    sigma = noise_level * (flat.max(axis=1) - flat.min(axis=1))
     total = np.zeros_like(x)
     for s in range(noise.shape[1]):
-        logits = model.forward(x + noise[:, s])
+        logits = model.forward(x + sigma[:, None, None, None] * noise[:, s])
         dout = np.zeros_like(logits)
         dout[np.arange(len(x)), targets] = 1
         total += model.backward(dout)

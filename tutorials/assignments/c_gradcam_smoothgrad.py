@@ -26,11 +26,12 @@ def grad_cam(model, x, targets, layer):
     raise NotImplementedError
 
 
-def smoothgrad(model, x, targets, noise):
-    """SmoothGrad of the vanilla gradient with the given noise.
+def smoothgrad(model, x, targets, noise_level, noise):
+    """SmoothGrad of the vanilla gradient.
 
-    x: (N, C, H, W); targets: (N,); noise: (N, n_samples, C, H, W), already scaled
-    (the axis order of attribution.smoothgrad's ``noise=``).
-    Returns the mean over samples s of d(target logit)/dx at x + noise[:, s]: (N, C, H, W).
+    x: (N, C, H, W); targets: (N,); noise_level: e.g. 0.15; noise: (N, n_samples, C, H, W)
+    standard normal draws (the axis order of attribution.smoothgrad's ``noise=``), not yet scaled.
+    Each image n gets its own sigma_n = noise_level * (max of x[n] - min of x[n]) (Smilkov et al.).
+    Returns the mean over samples s of d(target logit)/dx at x + sigma_n * noise[:, s]: (N, C, H, W).
     """
     raise NotImplementedError

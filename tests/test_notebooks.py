@@ -1,0 +1,43 @@
+"""Issue 13: the notebooks are generated from the `# %%` scripts (so the two cannot drift), and every
+notebook executes. Needs the notebooks extra (pip install -e ".[notebooks]"), which CI installs."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+sys.path.insert(0, str(TUTORIALS))
+
+missing = [m for m in ("jupytext", "nbformat", "nbclient", "ipykernel") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"the notebooks extra is not installed ({', '.join(missing)}):"
+                                                      f" pip install -e '.[notebooks]'")
+SCRIPTS = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_notebook_is_the_script_regenerated(script):
+    import make_notebooks
+    committed = TUTORIALS / "notebooks" / (script.stem + ".ipynb")
+    assert committed.exists(), f"run: python tutorials/make_notebooks.py ({committed.name} is missing)"
+    assert committed.read_text(encoding="utf-8") == make_notebooks.text(make_notebooks.notebook(script)), \
+        f"{committed.name} differs from {script.name}: run python tutorials/make_notebooks.py"
+
+
+def test_there_is_no_stray_notebook():
+    assert sorted(p.stem for p in (TUTORIALS / "notebooks").glob("*.ipynb")) == [s.stem for s in SCRIPTS]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_notebook_executes(script, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+    monkeypatch.setenv("MINICNN_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("TUTORIAL_FIGURES", str(tmp_path))
+    monkeypatch.setenv("MINICNN_HOME", str(tmp_path / "cache"))
+    nb = nbformat.read(TUTORIALS / "notebooks" / (script.stem + ".ipynb"), as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    assert any(o.get("name") == "stdout" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
