@@ -21,7 +21,7 @@ from math import comb, factorial
 
 import numpy as np
 
-from .methods import check_images, check_positive, resolve_targets
+from .methods import check_baseline, check_images, check_positive, resolve_targets
 from .superpixels import slic
 
 BASELINES = ("mean", "grey", "blur", "black")
@@ -75,14 +75,7 @@ def switched_off(image, labels, baseline):
             sigma = max(image.shape[1:]) / 16
             return gaussian_filter(image, sigma=(0, sigma, sigma)).astype(image.dtype)
         raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}, a number or an array")
-    try:
-        off = np.broadcast_to(np.asarray(baseline, dtype=image.dtype), image.shape)
-    except ValueError:
-        raise ValueError(f"the baseline must broadcast to one image {image.shape}, got shape "
-                         f"{np.shape(baseline)}") from None
-    if not np.isfinite(off).all():
-        raise ValueError("the baseline contains NaN or infinity")
-    return off
+    return check_baseline(baseline, image)
 
 
 def coalition_logits(model, image, off, labels, target, coalitions, batch_size=64):
