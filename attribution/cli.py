@@ -36,14 +36,16 @@ def figure_title(name, settings):
     return title
 
 
-def compute_maps(model, x, targets, names, seed=0):
+def compute_maps(model, x, targets, names, seed=0, progress=True):
     """{method name: raw map} for registry names, on images x (N, C, H, W) in [0, 1],
-    with FIGURE_SETTINGS on top of the registry's defaults."""
+    with FIGURE_SETTINGS on top of the registry's defaults; long methods report progress on stderr."""
     maps = {}
     for name in names:
         settings = dict(FIGURE_SETTINGS.get(name, {}))
         if "seed" in METHODS[name].settings:
             settings["seed"] = seed
+        if progress and METHODS[name].accepts("progress"):
+            settings["progress"] = True
         maps[name] = METHODS[name](model, x, targets, **settings)
     return maps
 

@@ -396,9 +396,15 @@ def randomization_figure(results):
     return fig
 
 
-def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
+def _to_stderr(message):
+    import sys
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print, progress=_to_stderr):
     """``attribution evaluate``: run the experiments, write evaluation.md and randomization.png to
-    ``out_dir``, print the table. Returns the results."""
+    ``out_dir``, print the table with ``log``; progress lines (with the elapsed time) go to ``progress``,
+    stderr by default, so that the table can be piped. Returns the results."""
     from .visualize import save_figure
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -406,7 +412,7 @@ def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print):
     out_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(out_dir, os.W_OK):
         raise ValueError(f"the output folder {out_dir} is not writable")
-    results = run_experiments(n, seed, log)
+    results = run_experiments(n, seed, progress)
     table, note = results_table(results)
     save_figure(randomization_figure(results), out_dir / "randomization.png")
     md = out_dir / "evaluation.md"

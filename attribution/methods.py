@@ -15,6 +15,8 @@ import numpy as np
 
 from minicnn.layers import Conv2d, ReLU
 
+from .progress import Progress
+
 IG_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 SMOOTHGRAD_VARIANTS = ("mean", "squared", "var")
 
@@ -226,7 +228,7 @@ def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
 # --------------------------------------------------------------------------
 
 def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, stdev=None, batch_size=10,
-               seed=None, variant="mean", noise=None, **method_kwargs):
+               seed=None, variant="mean", noise=None, progress=False, **method_kwargs):
     """SmoothGrad (Smilkov et al. 2017) around any method above.
 
     R(x) = mean over i of method(x + g_i), g_i ~ N(0, sigma^2), where
@@ -241,6 +243,7 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
     target: None means each image's predicted class on the clean image, kept
         for all its noisy copies. The noisy copies go through ``method`` in
         batches of ``batch_size``. Returns the shape ``method`` returns for one image, per image.
+    progress: True for a progress line on stderr, or a callable f(done, total) (``attribution.progress``).
     """
     check_images(x)
     if variant not in SMOOTHGRAD_VARIANTS:
@@ -260,6 +263,7 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
     noisy = (x[:, None] + noise).astype(x.dtype).reshape((N * n_samples,) + x.shape[1:])
     noisy_targets = np.repeat(targets, n_samples)
     total = total_sq = None
+    bar = Progress("SmoothGrad samples", len(noisy), progress)
     for start in range(0, len(noisy), batch_size):
         a = method(model, noisy[start:start + batch_size], noisy_targets[start:start + batch_size],
                    **method_kwargs)
@@ -269,6 +273,8 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
             total_sq = np.zeros_like(total)
         sum_by_image(total, rows, a)
         sum_by_image(total_sq, rows, a.astype(np.float64) ** 2)
+        bar.update(min(start + batch_size, len(noisy)))
+    bar.close()
     mean, mean_sq = total / n_samples, total_sq / n_samples
     result = {"mean": mean, "squared": mean_sq, "var": mean_sq - mean ** 2}[variant]
     return result.astype(x.dtype)
@@ -304,7 +310,7 @@ def ig_points(steps, method="riemann_trapezoid"):
 
 
 def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="riemann_trapezoid",
-                         batch_size=25, return_delta=False):
+                         batch_size=25, return_delta=False, progress=False):
     """Integrated Gradients (Sundararajan et al. 2017).
 
     IG(x) = (x - x') * sum_j w_j * dF(x' + a_j (x - x'))/dx with the
@@ -316,6 +322,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     Returns the attributions (N, C, H, W); with ``return_delta=True`` (as
     Captum's ``return_convergence_delta``), ``(attributions, delta)`` where
     delta (N,), the completeness error, is sum(attributions) - (F(x) - F(x')).
+    progress: True for a progress line on stderr, or a callable f(done, total).
     """
     check_images(x)
     check_positive(batch_size, "batch_size")
@@ -332,10 +339,13 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     row_weights = np.tile(weights, N)
     row_targets = np.repeat(targets, len(alphas))
     total = np.zeros_like(x, dtype=np.float64)
+    bar = Progress("Integrated Gradients path points", len(path), progress)
     for s in range(0, len(path), batch_size):
         grads = vanilla_gradient(model, path[s:s + batch_size], row_targets[s:s + batch_size])
         weighted = grads * row_weights[s:s + batch_size, None, None, None]
         sum_by_image(total, np.arange(s, s + len(grads)) // len(alphas), weighted)
+        bar.update(s + len(grads))
+    bar.close()
     attributions = ((x - baseline) * total).astype(x.dtype)
     if not return_delta:
         return attributions
@@ -398,7 +408,7 @@ def deeplift(model, x, target=None, baseline=None, return_delta=False):
 # Occlusion
 # --------------------------------------------------------------------------
 
-def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_size=32):
+def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_size=32, progress=False):
     """Occlusion (Zeiler & Fergus 2014): how much the target logit drops when
     a window of the image is replaced by ``baseline``.
 
@@ -407,6 +417,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     when the stride does not divide (Captum's layout). Each pixel gets the
     mean drop of the windows that cover it. Returns (N, C, H, W), equal
     across channels. The occluded copies go through the model in batches.
+    progress: True for a progress line on stderr, or a callable f(done, total).
     """
     check_images(x)
     check_positive(batch_size, "batch_size")
@@ -425,6 +436,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     count = np.zeros((H, W), dtype=np.float64)
     for i, j in starts:
         count[i:i + wh, j:j + ww] += 1
+    bar = Progress("occluded copies", N * len(starts), progress)
     for n in range(N):
         for b in range(0, len(starts), batch_size):
             chunk = starts[b:b + batch_size]
@@ -434,6 +446,8 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
             drops = original[n] - model.forward(batch)[:, targets[n]]
             for drop, (i, j) in zip(drops, chunk):
                 total[n, i:i + wh, j:j + ww] += drop
+            bar.update(n * len(starts) + b + len(chunk))
+    bar.close()
     maps = (total / count).astype(x.dtype)
     return np.repeat(maps[:, None], C, axis=1)
 

@@ -22,6 +22,7 @@ from math import comb, factorial
 import numpy as np
 
 from .methods import check_baseline, check_images, check_positive, resolve_targets
+from .progress import Progress
 from .superpixels import slic
 
 BASELINES = ("mean", "grey", "blur", "black")
@@ -78,17 +79,30 @@ def switched_off(image, labels, baseline):
     return check_baseline(baseline, image)
 
 
-def coalition_logits(model, image, off, labels, target, coalitions, batch_size=64):
+def coalition_logits(model, image, off, labels, target, coalitions, batch_size=64, tick=None):
     """The target's logit for each coalition: image where z is 1, ``off`` where it is 0. -> (S,) float64.
 
-    image, off: (C, H, W); labels: (H, W) 0..M-1; coalitions: (S, M) of 0/1."""
+    image, off: (C, H, W); labels: (H, W) 0..M-1; coalitions: (S, M) of 0/1; tick(k): told after each batch."""
     scores = np.empty(len(coalitions))
     for start in range(0, len(coalitions), batch_size):
         z = coalitions[start:start + batch_size]
         keep = z[:, labels][:, None].astype(bool)                     # (s, 1, H, W): is the pixel's segment on?
         batch = np.where(keep, image[None], off[None])
         scores[start:start + len(z)] = model.forward(batch)[:, target]
+        if tick is not None:
+            tick(len(z))
     return scores
+
+
+class _Counter:
+    """Model evaluations done so far, reported to a Progress."""
+
+    def __init__(self, bar):
+        self.bar, self.done = bar, 0
+
+    def __call__(self, k):
+        self.done += k
+        self.bar.update(self.done)
 
 
 def _to_maps(x, labels_list, values_list):
@@ -129,7 +143,7 @@ def lime_weights(coalitions, kernel_width=0.25):
 
 
 def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", kernel_width=0.25, alpha=1.0,
-         seed=0, n_segments=50, batch_size=64, return_coefficients=False):
+         seed=0, n_segments=50, batch_size=64, return_coefficients=False, progress=False):
     """LIME for images (Ribeiro et al. 2016), (N, C, H, W): each pixel its segment's coefficient.
 
     For each image: ``n_samples`` coalitions, the first all on and the others
@@ -142,6 +156,7 @@ def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", 
 
     segments: (H, W) labels for every image, (N, H, W) one per image, or None (SLIC with ``n_segments``).
     return_coefficients: also return a list of N arrays (M_n,), the per-segment coefficients.
+    progress: True for a progress line on stderr (model evaluations done), or a callable f(done, total).
     """
     check_images(x)
     check_positive(n_samples, "n_samples", 2)
@@ -154,13 +169,16 @@ def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", 
     labels_list = image_segments(x, segments, n_segments)
     rng = np.random.default_rng(seed)
     coefficients = []
+    bar = Progress("LIME model evaluations", len(x) * n_samples, progress)
+    tick = _Counter(bar)
     for image, labels, t in zip(x, labels_list, targets):
         M = labels.max() + 1
         z = rng.integers(0, 2, (n_samples, M))
         z[0] = 1                                                       # the image itself, as lime_image
-        y = coalition_logits(model, image, switched_off(image, labels, baseline), labels, t, z, batch_size)
+        y = coalition_logits(model, image, switched_off(image, labels, baseline), labels, t, z, batch_size, tick)
         w, _ = weighted_ridge(z.astype(np.float64), y, lime_weights(z, kernel_width), alpha)
         coefficients.append(w)
+    bar.close()
     maps = _to_maps(x, labels_list, coefficients)
     return (maps, coefficients) if return_coefficients else maps
 
@@ -188,7 +206,7 @@ def exact_shapley(v, M):
 
 
 def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segments=8, batch_size=64,
-                   return_values=False):
+                   return_values=False, progress=False):
     """Exact Shapley values of the segments (N, C, H, W), by enumerating all 2^M coalitions.
 
     The players are the segments; v(S) is the target logit with the
@@ -196,20 +214,25 @@ def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segm
     exponential: at most MAX_EXACT_SEGMENTS segments (use ``kernel_shap`` beyond).
     The values add up to v(all) - v(none) (efficiency).
     return_values: also return a list of N arrays (M_n,).
+    progress: True for a progress line on stderr (model evaluations done), or a callable f(done, total).
     """
     check_images(x)
     check_positive(batch_size, "batch_size")
     targets = resolve_targets(target, model.forward(x))
     labels_list = image_segments(x, segments, n_segments)
+    for labels in labels_list:
+        if labels.max() + 1 > MAX_EXACT_SEGMENTS:
+            raise ValueError(f"exact Shapley values need 2^M model evaluations: M = {labels.max() + 1} segments is "
+                             f"above the limit of {MAX_EXACT_SEGMENTS}; give fewer segments, or use kernel_shap")
+    bar = Progress("Shapley model evaluations", sum(2 ** (labels.max() + 1) for labels in labels_list), progress)
+    tick = _Counter(bar)
     values = []
     for image, labels, t in zip(x, labels_list, targets):
         M = labels.max() + 1
-        if M > MAX_EXACT_SEGMENTS:
-            raise ValueError(f"exact Shapley values need 2^M model evaluations: M = {M} segments is above the "
-                             f"limit of {MAX_EXACT_SEGMENTS}; give fewer segments, or use kernel_shap")
         v = coalition_logits(model, image, switched_off(image, labels, baseline), labels, t, all_coalitions(M),
-                             batch_size)
+                             batch_size, tick)
         values.append(exact_shapley(v, M))
+    bar.close()
     maps = _to_maps(x, labels_list, values)
     return (maps, values) if return_values else maps
 
@@ -239,7 +262,7 @@ def kernel_shap_solve(z, v, v_empty, v_full, weights):
 
 
 def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="mean", seed=0, n_segments=50,
-                batch_size=64, return_values=False):
+                batch_size=64, return_values=False, progress=False):
     """KernelSHAP (Lundberg & Lee 2017) over segments, (N, C, H, W): each pixel its segment's Shapley estimate.
 
     The empty and full coalitions fix the efficiency constraint (the values
@@ -250,6 +273,7 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
     to the kernel's mass, uniform subsets of that size and their complements
     (paired sampling), each with equal weight.
     return_values: also return a list of N arrays (M_n,).
+    progress: True for a progress line on stderr (model evaluations done), or a callable f(done, total).
     """
     check_images(x)
     check_positive(n_samples, "n_samples", 2)
@@ -258,6 +282,10 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
     labels_list = image_segments(x, segments, n_segments)
     rng = np.random.default_rng(seed)
     values = []
+    planned = [2 ** (labels.max() + 1) if n_samples >= 2 ** (labels.max() + 1)
+               else 2 + 2 * max(1, (n_samples - 2) // 2) for labels in labels_list]
+    bar = Progress("KernelSHAP model evaluations", sum(planned), progress)
+    tick = _Counter(bar)
     for image, labels, t in zip(x, labels_list, targets):
         M = labels.max() + 1
         ends = np.array([np.zeros(M, int), np.ones(M, int)])
@@ -273,7 +301,8 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
             z = np.concatenate([half, 1 - half])                      # each coalition and its complement
             weights = np.ones(len(z))
         v = coalition_logits(model, image, switched_off(image, labels, baseline), labels, t,
-                             np.concatenate([ends, z]), batch_size)
+                             np.concatenate([ends, z]), batch_size, tick)
         values.append(kernel_shap_solve(z, v[2:], v[0], v[1], weights))
+    bar.close()
     maps = _to_maps(x, labels_list, values)
     return (maps, values) if return_values else maps

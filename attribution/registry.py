@@ -53,6 +53,12 @@ class Method:
         settings.update(overrides)
         return self.function(model, x, target, **settings)
 
+    def accepts(self, setting):
+        """Whether the function (or, for SmoothGrad, its wrapper) takes ``setting``."""
+        import inspect
+        function = am.smoothgrad if self.function is smoothgrad_of else self.function
+        return setting in inspect.signature(function).parameters
+
     def with_settings(self, **settings):
         """The same method with other default settings (an explicit override, say for speed)."""
         return dataclasses.replace(self, settings={**self.settings, **settings})

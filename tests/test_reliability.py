@@ -307,3 +307,33 @@ def test_grading_in_process_api_reports_the_same(tmp_path):
     out = io.StringIO()
     report = grade("relu_maxpool", SOLUTIONS / "a_relu_maxpool.py", out=out)
     assert all(p == t and e is None for p, t, e in report.values()), out.getvalue()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_signal_right_after_the_temporary_file_is_created_leaves_nothing(tmp_path, monkeypatch):
+    """The race CI once hit: SIGTERM lands between creating the temporary file and entering the code that
+    removes it. atomic_write holds signals back until its cleanup is in place."""
+    import tempfile
+
+    import minicnn.files as files
+    real = tempfile.mkstemp
+
+    def mkstemp_then_signal(*args, **kwargs):
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)                   # delivered at once unless held back
+        return made
+
+    class Stop(BaseException):
+        pass
+
+    def handler(signum, frame):
+        raise Stop()
+    previous = signal.signal(signal.SIGTERM, handler)
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp_then_signal)
+    try:
+        with pytest.raises(Stop):
+            with files.atomic_write(tmp_path / "out.bin") as f:
+                f.write(b"data")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []
