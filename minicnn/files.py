@@ -2,41 +2,34 @@
 same folder, then a rename (atomic on POSIX and Windows)."""
 import contextlib
 import os
-import signal
-import tempfile
+import secrets
 from pathlib import Path
-
-
-def _block_signals():
-    """Hold back SIGINT, SIGTERM and SIGHUP (where the platform can: POSIX) and return the previous mask."""
-    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    if not hasattr(signal, "pthread_sigmask") or not names:
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, n) for n in names})
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """``with atomic_write(path) as f: f.write(...)``: the file appears at ``path``
     complete, or not at all (an exception removes the temporary file).
-    The file gets the usual permissions (0666 less the umask), not mkstemp's 0600.
+    The file gets the usual permissions (0666 less the umask).
 
-    Signals are held back while the temporary file is created, and let through
-    once the cleanup is in place: a SIGTERM or Ctrl-C that lands just after the
-    creation would otherwise leave the file behind."""
+    The temporary name is chosen before the file is created, and the file is
+    created inside the ``try`` whose cleanup removes it: an exception at any
+    instant -- a SIGTERM turned into one, Ctrl-C -- leaves nothing behind."""
     path = Path(path)
     if not path.parent.is_dir():
         raise ValueError(f"the output folder {path.parent} does not exist")
-    previous = _block_signals()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)    # O_BINARY: Windows
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except BaseException:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        raise
-    try:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)     # a pending signal arrives here, inside try
+        for _ in range(100):                                       # a clash of random names is not expected
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+            try:
+                fd = os.open(tmp, flags, 0o600)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"could not create a temporary file next to {path}")
         with os.fdopen(fd, mode) as f:
             yield f
         umask = os.umask(0)
@@ -44,7 +37,7 @@ def atomic_write(path, mode="wb"):
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
         raise
 
