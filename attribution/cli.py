@@ -213,7 +213,7 @@ def run_explain(images, model_choice, methods, target, out, save_maps):
     if save_maps is not None:
         save_maps = _check_output(save_maps, inputs=inputs, suffixes=(".npz",),
                                   what="the input images or the --model file")
-        if _same_file(save_maps, out) or Path(save_maps).resolve() == out.resolve():
+        if _same_file(save_maps, out):                 # different suffixes, but one file through a link
             raise UsageError(f"--save-maps and --out name the same file {out}")
     methods = [get_method(m).name for m in methods]
     model, names, size, resize = load_model(model_choice)

@@ -54,10 +54,9 @@ class Method:
         return self.function(model, x, target, **settings)
 
     def accepts(self, setting):
-        """Whether the function (or, for SmoothGrad, its wrapper) takes ``setting``."""
+        """Whether the function takes ``setting`` by name."""
         import inspect
-        function = am.smoothgrad if self.function is smoothgrad_of else self.function
-        return setting in inspect.signature(function).parameters
+        return setting in inspect.signature(self.function).parameters
 
     def with_settings(self, **settings):
         """The same method with other default settings (an explicit override, say for speed)."""
@@ -69,9 +68,9 @@ class Method:
         return "overlay" if self.coarse else "signed" if self.signed else "abs"
 
 
-def smoothgrad_of(model, x, target=None, of="vanilla_gradient", **settings):
+def smoothgrad_of(model, x, target=None, of="vanilla_gradient", progress=False, **settings):
     """SmoothGrad around the registry method ``of`` (default: the Vanilla Gradient)."""
-    return am.smoothgrad(get_method(of), model, x, target, **settings)
+    return am.smoothgrad(get_method(of), model, x, target, progress=progress, **settings)
 
 
 def occlusion_window(H, W):
