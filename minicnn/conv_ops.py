@@ -25,19 +25,20 @@ def conv_output_size(size, kernel, stride, padding):
 _SCRATCH = {}
 
 
-def scratch(shape, dtype):
-    """A reusable array for short-lived columns (one buffer per dtype, grown as needed).
+def scratch(shape, dtype, name="columns"):
+    """A reusable array for short-lived intermediates (one buffer per name and dtype, grown as needed).
 
     Why: the columns of a large layer take 100 MB or more, and the page faults
     of a freshly allocated array cost as long as filling it. The columns live
     only until the next matrix product, so one buffer can serve every layer.
-    The contents are overwritten by the next call; not thread-safe.
+    The contents are overwritten by the next call with the same name; not
+    thread-safe.
     """
     dtype = np.dtype(dtype)
     n = int(np.prod(shape))
-    buf = _SCRATCH.get(dtype)
+    buf = _SCRATCH.get((name, dtype))
     if buf is None or buf.size < n:
-        buf = _SCRATCH[dtype] = np.empty(n, dtype)
+        buf = _SCRATCH[name, dtype] = np.empty(n, dtype)
     return buf[:n].reshape(shape)
 
 
@@ -76,6 +77,7 @@ def col2im(dcols, x_shape, kh, kw, stride, padding):
     Wo = conv_output_size(W, kw, stride[1], pw)
     dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dcols.dtype)
     d = dcols.reshape(N, C, kh, kw, Ho, Wo)
+
     for i in range(kh):
         for j in range(kw):
             dx[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]] += d[:, :, i, j]
@@ -96,19 +98,97 @@ def image_chunks(n_images, bytes_per_image):
 
 
 # --------------------------------------------------------------------------
+# Stride 1: shifted rows instead of columns
+# --------------------------------------------------------------------------
+
+def conv2d_shifted(x, w, padding=(0, 0), bias=None):
+    """The stride-1 convolution without im2col. Same result as ``conv2d``.
+
+    Lay the padded image out flat, row after row (width Wp), and compute the
+    output on a "wide" grid of Wp columns per row (the last KW-1 are junk and
+    are dropped). Then the element at tap (i, j) of every window is the flat
+    image shifted by ``i*Wp + j``: a slice, not a copy. So
+
+    - the KW horizontal shifts are stacked once: ``rows`` (KW*C, P), the
+      padded image and KW-1 shifted copies, where im2col makes KH*KW copies;
+    - one matrix product gives every tap row's partial output at once:
+      ``T = W_all @ rows`` with ``W_all[i*F + f, j*C + c] = w[f, c, i, j]``;
+    - the KH vertical shifts are added on the output: ``out[f, y] = sum_i
+      T[i*F + f, y + i]`` (row y + i of the wide grid).
+
+    A chunk of images is stacked vertically (their padding keeps them apart),
+    so small images still make one large product.
+    """
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    ph, pw = padding
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    Ho, Wo = Hp - kh + 1, Wp - kw + 1
+    w_all = w.transpose(2, 0, 3, 1).reshape(kh * F, kw * C)       # (KH*F, KW*C), a copy
+    out = np.empty((N, F, Ho, Wo), dtype=x.dtype)
+    per_image = max(kw * C, kh * F) * Hp * Wp * x.itemsize
+    for part in image_chunks(N, per_image):
+        n = part.stop - part.start
+        P = n * Hp * Wp                                           # positions on the wide grid
+        rows = scratch((kw * C, P + kw - 1), x.dtype, "rows")
+        flat = rows[:C]                                           # the padded image itself is shift 0
+        padded = flat[:, :P].reshape(C, n, Hp, Wp)
+        _zero_border(padded, ph, pw)
+        flat[:, P:] = 0                                           # read by the last shifts only
+        padded[:, :, ph:ph + H, pw:pw + W] = x[part].transpose(1, 0, 2, 3)
+        for j in range(1, kw):
+            rows[j * C:(j + 1) * C, :P] = flat[:, j:j + P]        # shifted right by j
+        T = scratch((kh * F, P), x.dtype, "taps")
+        np.matmul(w_all, rows[:, :P], out=T)
+        taps = T.reshape(kh, F, n, Hp, Wp)
+        o = out[part].transpose(1, 0, 2, 3)                       # (F, n, H', W') view
+        first = taps[0, :, :, :Ho, :Wo]
+        if kh == 1:
+            np.copyto(o, first)
+        else:                                                     # tap row i, shifted down by i
+            np.add(first, taps[1, :, :, 1:1 + Ho, :Wo], out=o)
+        for i in range(2, kh):
+            o += taps[i, :, :, i:i + Ho, :Wo]
+        if bias is not None:
+            o += bias[:, None, None, None]
+    return out
+
+
+def shifted_pays(channels, kh, kw, out_width):
+    """Whether ``conv2d_shifted`` beats im2col (measured on VGG-16's layers, batch 1 and 8):
+    a real kernel, enough channels for a large product, and an image wide enough
+    that the KW-1 junk columns per row of the wide grid are a small share."""
+    return kh * kw > 1 and channels >= 16 and out_width >= 48
+
+
+def _zero_border(padded, ph, pw):
+    """Zero the padding frame of (C, n, Hp, Wp) (the scratch buffer holds the last layer's data)."""
+    if ph:
+        padded[:, :, :ph] = 0
+        padded[:, :, -ph:] = 0
+    if pw:
+        padded[:, :, :, :pw] = 0
+        padded[:, :, :, -pw:] = 0
+
+
+# --------------------------------------------------------------------------
 # The three products Conv2d needs
 # --------------------------------------------------------------------------
 
-def conv2d(x, w, stride=(1, 1), padding=(0, 0)):
-    """x: (N, C, H, W), w: (F, C, KH, KW) -> (N, F, H', W'): im2col + one matrix product, no bias."""
+def conv2d(x, w, stride=(1, 1), padding=(0, 0), bias=None):
+    """x: (N, C, H, W), w: (F, C, KH, KW), bias: (F,) or None -> (N, F, H', W'): im2col + one matrix product."""
     N, C, H, W = x.shape
     F, _, kh, kw = w.shape
     Ho = conv_output_size(H, kh, stride[0], padding[0])
     Wo = conv_output_size(W, kw, stride[1], padding[1])
+    if tuple(stride) == (1, 1) and shifted_pays(C, kh, kw, Wo):
+        return conv2d_shifted(x, w, padding, bias)
     out = np.empty((N, F, Ho * Wo), dtype=x.dtype)
     for part in image_chunks(N, C * kh * kw * Ho * Wo * x.itemsize):
         cols = im2col(x[part], kh, kw, stride, padding, reuse=True)     # (n, C*KH*KW, H'*W')
         np.matmul(w.reshape(F, -1), cols, out=out[part])                 # (n, F, H'*W')
+    if bias is not None:
+        out += bias[:, None]
     return out.reshape(N, F, Ho, Wo)
 
 
@@ -117,18 +197,21 @@ def conv2d_input_grad(dout, w, x_shape, stride=(1, 1), padding=(0, 0)):
 
     Two routes to the same numbers, chosen for speed:
 
-    - stride 1 and a layer that does not widen (F <= C): dx is itself a
-      convolution, of dout padded by K-1-pad with the kernel flipped and in/out
-      swapped (a "transposed convolution");
+    - stride 1, a layer that does not widen (F <= C) and an image wide enough
+      for ``conv2d_shifted``: dx is itself a convolution, of dout padded by
+      K-1-pad with the kernel flipped and in/out swapped (a "transposed
+      convolution");
     - otherwise: columns ``W^T @ dout`` (N, C*KH*KW, H'*W') folded back onto
-      the windows they came from (col2im). The first layer (C = 3) takes this
-      route: it is 10x faster there.
+      the windows they came from (col2im). No copy of the weights (the
+      product reads W transposed in place): on small images that copy would
+      cost as much as the product.
     """
     N, F, Ho, Wo = dout.shape
     kh, kw = w.shape[2:]
-    if tuple(stride) == (1, 1) and padding[0] < kh and padding[1] < kw and F <= x_shape[1]:
-        w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return conv2d(dout, w_flipped, (1, 1), (kh - 1 - padding[0], kw - 1 - padding[1]))
+    if (tuple(stride) == (1, 1) and padding[0] < kh and padding[1] < kw and F <= x_shape[1]
+            and shifted_pays(F, kh, kw, x_shape[3])):
+        w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)         # a view; conv2d_shifted copies it once
+        return conv2d_shifted(dout, w_flipped, (kh - 1 - padding[0], kw - 1 - padding[1]))
     d = dout.reshape(N, F, Ho * Wo)
     dx = np.empty(x_shape, dtype=dout.dtype)
     for part in image_chunks(N, w[0].size * Ho * Wo * dout.itemsize):

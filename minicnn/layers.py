@@ -168,9 +168,7 @@ class Conv2d(Layer):
         (kh, kw), p = self.kernel_size, self.padding
         if H + 2 * p[0] < kh or W + 2 * p[1] < kw:
             raise ValueError(f"{self.name}: input {H}x{W} (padded by {p}) is smaller than the kernel {kh}x{kw}")
-        out = conv_ops.conv2d(x, self.params["weight"], self.stride, p)     # im2col + one matrix product
-        if "bias" in self.params:
-            out += self.params["bias"][:, None, None]
+        out = conv_ops.conv2d(x, self.params["weight"], self.stride, p, self.params.get("bias"))
         self.cache = x
         return out
 
