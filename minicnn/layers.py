@@ -294,31 +294,31 @@ class MaxPool2d(Layer):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
     def forward(self, x):
-        """x: (N, C, H, W) -> out: (N, C, H', W').
+        """x: (N, C, H, W) -> out: (N, C, H', W'), the largest element of each window.
 
-        Cache: the input x and ``argmax: (N, C, H', W')``, the index
-        ``i*KW + j`` of the winning tap in each window (the "switches").
-        Computed with one strided view per tap: keep the running max and
-        replace it only where a later tap is strictly larger, so the first
-        maximum wins.
+        One strided view per tap (i, j) of the window, and a running maximum.
+        Cache: x and out. Which element won (the "switch" that backward routes
+        through) is found from them in backward, so a forward-only pass
+        (occlusion, LIME, SHAP) does not pay for it.
         """
         self._check_input(x, 4, "(N, C, H, W)")
         (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
         N, C, H, W = x.shape
         if H + 2 * ph < kh or W + 2 * pw < kw:
             raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
         Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
-        out = argmax = None
-        for k, v in _window_views(xp, kh, kw, s, Ho, Wo):
+        out = None
+        for _, v in _window_views(self._padded(x), kh, kw, s, Ho, Wo):
             if out is None:
-                out, argmax = v.copy(), np.zeros(v.shape, dtype=np.int16)
+                out = v.copy()
             else:
-                better = v > out                        # strictly larger: on a tie the earlier tap stays
                 np.maximum(out, v, out=out)
-                np.copyto(argmax, k, where=better)
-        self.cache = (x, argmax)
+        self.cache = (x, out)
         return out
+
+    def _padded(self, x):
+        ph, pw = self.padding
+        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
 
     def backward(self, dout, param_grads=False, reference=None):
         """dout: (N, C, H', W') -> dx: (N, C, H, W), zero except at the switches.
@@ -326,23 +326,32 @@ class MaxPool2d(Layer):
         With ``reference`` (the cache of a forward pass on the baseline), the
         DeepLIFT rescale treatment instead: see ``rescale_backward``.
         """
-        x, argmax = self._cached()
-        self._check_dout(dout, argmax.shape)
+        x, out = self._cached()
+        self._check_dout(dout, out.shape)
         if reference is not None:
             return self.rescale_backward(dout, reference)
-        return self._route(dout, argmax, x.shape)
+        return self._route(dout, x, out)
 
-    def _route(self, d, argmax, x_shape):
-        """Send each window's value in d (N, C, H', W') to the element its argmax names -> (N, C, H, W)."""
+    def _route(self, d, x, out):
+        """Send each window's value in d (N, C, H', W') to its switch -> (N, C, H, W).
+
+        The switch is the window's first element, in row-major order, equal to
+        its maximum ``out``: taps are visited in that order, and a window is
+        ``taken`` once a tap has claimed it.
+        """
         (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
-        N, C, H, W = x_shape
+        N, C, H, W = x.shape
         dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
         overlapping = s[0] < kh or s[1] < kw
-        for k, view in _window_views(dx, kh, kw, s, *argmax.shape[2:]):
+        taken = np.zeros(out.shape, dtype=bool)
+        taps = _window_views(self._padded(x), kh, kw, s, *out.shape[2:])
+        for (_, v), (_, view) in zip(taps, _window_views(dx, kh, kw, s, *out.shape[2:])):
+            switch = (v == out) & ~taken                # the max is here, and no earlier tap had it
+            taken |= switch
             if overlapping:
-                view += d * (argmax == k)               # windows that share an element add up
+                view += d * switch                      # windows that share an element add up
             else:
-                np.multiply(d, argmax == k, out=view)   # each element is in one window at most
+                np.multiply(d, switch, out=view)        # each element is in one window at most
         return dx[:, :, ph:ph + H, pw:pw + W]
 
     def rescale_backward(self, dout, reference):
@@ -355,26 +364,15 @@ class MaxPool2d(Layer):
         where that is below RESCALE_EPS). Overlapping windows add up. Then
         ``sum(dx * (x - x')) == sum(dout * (y - y'))``: nothing is lost.
         """
-        x, argmax = self.cache
-        if not (isinstance(reference, tuple) and len(reference) == 2 and np.shape(reference[0]) == x.shape):
+        x, y = self.cache
+        if not (isinstance(reference, tuple) and len(reference) == 2 and np.shape(reference[0]) == x.shape
+                and np.shape(reference[1]) == y.shape):
             raise ValueError(f"{self.name}: reference must be this layer's cache from a forward pass on the "
-                             f"baseline, (x_ref {x.shape}, argmax_ref)")
-        x_ref, argmax_ref = reference
-        y, y_ref = self._gather(x, argmax), self._gather(x_ref, argmax_ref)
+                             f"baseline, (x_ref {x.shape}, y_ref {y.shape})")
+        x_ref, y_ref = reference
         top = np.maximum(y, y_ref)
-        received = self._route(dout * (top - y_ref), argmax, x.shape) + \
-            self._route(dout * (y - top), argmax_ref, x.shape)
-        return np.where(np.abs(x - x_ref) < RESCALE_EPS, self._route(dout, argmax, x.shape),
-                        secant(received, x - x_ref))
-
-    def _gather(self, x, argmax):
-        """Each window's element at its argmax: (N, C, H', W'), the pooled output again."""
-        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
-        out = np.zeros(argmax.shape, dtype=x.dtype)
-        for k, view in _window_views(xp, kh, kw, s, *argmax.shape[2:]):
-            np.copyto(out, view, where=argmax == k)
-        return out
+        received = self._route(dout * (top - y_ref), x, y) + self._route(dout * (y - top), x_ref, y_ref)
+        return np.where(np.abs(x - x_ref) < RESCALE_EPS, self._route(dout, x, y), secant(received, x - x_ref))
 
 
 class AvgPool2d(Layer):
