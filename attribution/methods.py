@@ -257,23 +257,23 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
             stdev = noise_level * (x.reshape(N, -1).max(axis=1) - x.reshape(N, -1).min(axis=1))
         sigma = np.broadcast_to(np.asarray(stdev, dtype=np.float64), (N,))
         rng = np.random.default_rng(seed)
-        noise = rng.standard_normal((N, n_samples) + x.shape[1:]) * sigma[:, None, None, None, None]
     elif noise.shape != (N, n_samples) + x.shape[1:]:
         raise ValueError(f"noise must have shape {(N, n_samples) + x.shape[1:]}, got {noise.shape}")
-    noisy = (x[:, None] + noise).astype(x.dtype).reshape((N * n_samples,) + x.shape[1:])
-    noisy_targets = np.repeat(targets, n_samples)
     total = total_sq = None
-    bar = Progress("SmoothGrad samples", len(noisy), progress)
-    for start in range(0, len(noisy), batch_size):
-        a = method(model, noisy[start:start + batch_size], noisy_targets[start:start + batch_size],
-                   **method_kwargs)
-        rows = np.arange(start, start + len(a)) // n_samples   # the image each row belongs to
+    bar = Progress("SmoothGrad samples", N * n_samples, progress)
+    for start in range(0, N * n_samples, batch_size):
+        rows = np.arange(start, min(start + batch_size, N * n_samples)) // n_samples   # the image of each copy
+        if noise is None:     # drawn batch by batch: the same numbers as one (N, n_samples, ...) draw, less memory
+            g = rng.standard_normal((len(rows),) + x.shape[1:]) * sigma[rows, None, None, None]
+        else:
+            g = noise.reshape((N * n_samples,) + x.shape[1:])[start:start + len(rows)]
+        a = method(model, (x[rows] + g).astype(x.dtype), targets[rows], **method_kwargs)
         if total is None:
             total = np.zeros((N,) + a.shape[1:], dtype=np.float64)
             total_sq = np.zeros_like(total)
         sum_by_image(total, rows, a)
         sum_by_image(total_sq, rows, a.astype(np.float64) ** 2)
-        bar.update(min(start + batch_size, len(noisy)))
+        bar.update(start + len(rows))
     bar.close()
     mean, mean_sq = total / n_samples, total_sq / n_samples
     result = {"mean": mean, "squared": mean_sq, "var": mean_sq - mean ** 2}[variant]
@@ -310,7 +310,7 @@ def ig_points(steps, method="riemann_trapezoid"):
 
 
 def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="riemann_trapezoid",
-                         batch_size=25, return_delta=False, progress=False):
+                         batch_size=10, return_delta=False, progress=False):
     """Integrated Gradients (Sundararajan et al. 2017).
 
     IG(x) = (x - x') * sum_j w_j * dF(x' + a_j (x - x'))/dx with the
@@ -333,20 +333,19 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     targets = resolve_targets(target, logits)
     end = logits[np.arange(N), targets]
     start = model.forward(baseline)[np.arange(N), targets]
-    # every (image, alpha) pair as one row: image-major
-    path = (baseline[:, None] + alphas[:, None, None, None].astype(x.dtype) * (x - baseline)[:, None])
-    path = path.reshape((N * len(alphas),) + x.shape[1:])
-    row_weights = np.tile(weights, N)
-    row_targets = np.repeat(targets, len(alphas))
+    # every (image, alpha) pair is one row, image-major; a batch of rows is built when it is needed
+    n_rows, alphas, difference = N * len(alphas), alphas.astype(x.dtype), x - baseline
     total = np.zeros_like(x, dtype=np.float64)
-    bar = Progress("Integrated Gradients path points", len(path), progress)
-    for s in range(0, len(path), batch_size):
-        grads = vanilla_gradient(model, path[s:s + batch_size], row_targets[s:s + batch_size])
-        weighted = grads * row_weights[s:s + batch_size, None, None, None]
-        sum_by_image(total, np.arange(s, s + len(grads)) // len(alphas), weighted)
-        bar.update(s + len(grads))
+    bar = Progress("Integrated Gradients path points", n_rows, progress)
+    for s in range(0, n_rows, batch_size):
+        rows = np.arange(s, min(s + batch_size, n_rows))
+        image, step = rows // len(alphas), rows % len(alphas)
+        path = baseline[image] + alphas[step, None, None, None] * difference[image]
+        grads = vanilla_gradient(model, path, targets[image])
+        sum_by_image(total, image, grads * weights[step, None, None, None])
+        bar.update(s + len(rows))
     bar.close()
-    attributions = ((x - baseline) * total).astype(x.dtype)
+    attributions = (difference * total).astype(x.dtype)
     if not return_delta:
         return attributions
     delta = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - (end - start)

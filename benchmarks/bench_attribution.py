@@ -13,10 +13,12 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(__file__))
-from common import median_time, threads_note  # noqa: E402
+from common import median_time, threads_note, use_native_kernels  # noqa: E402
+
+use_native_kernels()
+
+import numpy as np  # noqa: E402
 
 import attribution as attr  # noqa: E402
 import minicnn.models as models  # noqa: E402

@@ -1,22 +1,28 @@
 """VGG-16, float32, 224x224: minicnn vs PyTorch (random weights; speed does not depend on them).
 
 Times, in one process with the same threads: forward, and forward + input
-gradient of one logit, at batch 1 and 8 (median of --repeat runs). Then the
-peak resident memory of each side for one forward + input gradient at batch 1,
-each in a fresh child process so that neither counts the other.
+gradient of one logit, at batch 1 and 8 (median of --repeat runs), per image,
+with the share of NumPy's matrix-product peak each case reaches (its floor is
+what the products alone would take at that peak). Then peak resident memory,
+each side in a fresh child process so that neither counts the other: one
+forward + input gradient at batch 1, and, with --smoothgrad-images N,
+SmoothGrad-50 on N images at the library's default batch size (minutes).
 
-    python benchmarks/bench_vgg16.py [--repeat 5] [--batches 1 8]
+    python benchmarks/bench_vgg16.py [--repeat 5] [--batches 1 8] [--smoothgrad-images 8]
 """
 import argparse
 import os
 import subprocess
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(__file__))
-from common import median_time, peak_rss_mb, threads_note  # noqa: E402
+from common import matmul_peak_gflops, median_time, peak_rss_mb, threads_note, use_native_kernels  # noqa: E402
 
+use_native_kernels()
+
+import numpy as np  # noqa: E402
+
+import minicnn as mc  # noqa: E402
 import minicnn.models as models  # noqa: E402
 
 
@@ -26,6 +32,20 @@ def minicnn_step(model, x, grad):
         dout = np.zeros_like(logits)
         dout[:, 1] = 1
         model.backward(dout)
+
+
+def forward_flops(model, x):
+    """Floating-point operations of one forward pass on x (multiply + add = 2), convolutions and linear layers.
+    The input gradient costs the same again (each layer's dx is a product of the same size)."""
+    model.forward(x)
+    flops = 0
+    for name, layer in model.named_layers():
+        out = model.outputs[name]
+        if isinstance(layer, mc.Conv2d):
+            flops += 2 * out.size * layer.params["weight"][0].size
+        elif isinstance(layer, mc.Linear):
+            flops += 2 * out.size * layer.params["weight"].shape[1]
+    return flops
 
 
 def torch_model():
@@ -44,35 +64,61 @@ def torch_step(net, x, grad):
     net(x)[:, 1].sum().backward()
 
 
-def memory_child(side):
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+def memory_child(side, case, n_images):
+    """Peak RSS of one case in this fresh process; prints MB."""
+    x = np.random.default_rng(0).standard_normal((n_images, 3, 224, 224)).astype(np.float32)
     if side == "minicnn":
         model = models.vgg16(normalize=False)         # the bare network, like the torch twin
-        minicnn_step(model, x, True)
+        if case == "grad":
+            minicnn_step(model, x, True)
+        else:
+            import attribution as attr
+            attr.smoothgrad(attr.vanilla_gradient, model, x, 1, n_samples=50, stdev=0.6, seed=0)
     else:
         import torch
         net = torch_model()
         for p in net.parameters():
             p.requires_grad_(False)       # the attribution path: no weight gradients
-        torch_step(net, torch.from_numpy(x), True)
+        if case == "grad":
+            torch_step(net, torch.from_numpy(x), True)
+        else:
+            import captum.attr as ca
+            for m in net.modules():
+                if isinstance(m, torch.nn.ReLU):
+                    m.inplace = False
+            ca.NoiseTunnel(ca.Saliency(net)).attribute(torch.from_numpy(x), nt_type="smoothgrad", nt_samples=50,
+                                                       stdevs=0.6, target=1, abs=False)
     print(f"{peak_rss_mb():.0f}")
+
+
+def child_peak(side, case, n_images):
+    out = subprocess.run([sys.executable, __file__, "--memory-child", side, case, str(n_images)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--memory-child", choices=["minicnn", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--smoothgrad-images", type=int, default=0,
+                        help="also the peak memory of SmoothGrad-50 on this many images (minutes)")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        return memory_child(args.memory_child)
+        side, case, n = args.memory_child
+        return memory_child(side, case, int(n))
     import torch
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
+    peak = matmul_peak_gflops()
     model = models.vgg16(normalize=False)             # the bare network, like the torch twin
     net = torch_model()
     for p in net.parameters():
         p.requires_grad_(False)
-    print(f"{'case':>26} {'minicnn':>9} {'torch':>9} {'ratio':>6}")
+    flops = forward_flops(model, np.zeros((1, 3, 224, 224), np.float32))
+    print(f"NumPy float32 matrix-product peak {peak:.0f} GFLOP/s; VGG-16 forward {flops / 1e9:.1f} GFLOP per image, "
+          f"forward + input gradient {2 * flops / 1e9:.1f}")
+    print(f"{'case':>30} {'minicnn':>9} {'torch':>9} {'ratio':>6} {'per image':>10} {'of peak':>8} {'floor':>7}")
     for batch in args.batches:
         x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
         tx = torch.from_numpy(x)
@@ -80,14 +126,15 @@ def main():
             repeat = args.repeat if batch == 1 else max(2, args.repeat // 2)
             t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat)
             t_pt = median_time(lambda: torch_step(net, tx, grad), repeat)
-            print(f"{f'{label}, batch {batch}':>26} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f}")
-    mem = {}
-    for side in ("minicnn", "torch"):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", side], capture_output=True, text=True,
-                             check=True)
-        mem[side] = float(out.stdout.strip().splitlines()[-1])
-    print(f"{'peak RSS, batch 1, fwd+grad':>26} {mem['minicnn']:7.0f}MB {mem['torch']:7.0f}MB "
-          f"{mem['minicnn'] / mem['torch']:6.2f}")
+            work = flops * batch * (2 if grad else 1)
+            print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f} "
+                  f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s", flush=True)
+    cases = [("grad", 1, "peak RSS, batch 1, fwd+grad")]
+    if args.smoothgrad_images:
+        cases.append(("smoothgrad", args.smoothgrad_images, f"peak RSS, SmoothGrad-50, {args.smoothgrad_images} images"))
+    for case, n, label in cases:
+        ours, theirs = child_peak("minicnn", case, n), child_peak("torch", case, n)
+        print(f"{label:>30} {ours:7.0f}MB {theirs:7.0f}MB {ours / theirs:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

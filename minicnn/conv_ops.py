@@ -1,17 +1,19 @@
-"""The speed machinery behind ``Conv2d``: im2col, col2im, a reused scratch
-buffer and a memory budget. ``minicnn.layers.Conv2d`` states the algorithm in
-a few lines and calls the three functions at the end of this file:
+"""The speed machinery behind ``Conv2d``: im2col, shifted rows, col2im, reused
+scratch buffers and a memory budget. ``minicnn.layers.Conv2d`` states the
+algorithm in a few lines and calls the three functions at the end of this file:
 
-    conv2d(x, w, stride, padding)                      out = w * x
+    conv2d(x, w, stride, padding, bias)                out = w * x + b
     conv2d_input_grad(dout, w, x_shape, stride, padding)   dx
     conv2d_weight_grad(dout, x, w_shape, stride, padding)  dw
 
-The loop versions they are tested against are in ``minicnn.naive``.
+The loop versions they are tested against are in ``minicnn.naive``
+(``tests/test_conv_routes.py`` forces every route).
 
 Why columns: a convolution is one matrix product once every (KH, KW) window
 of the input is unfolded into a column (im2col). The product runs near the
 machine's peak; the unfolding is a copy, and the tricks below keep that copy
-cheap (one reused buffer) and bounded (a few images at a time).
+cheap (reused buffers), small (for stride 1, ``conv2d_shifted`` copies KW
+shifted images instead of KH*KW) and bounded (a few images at a time).
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided

@@ -131,8 +131,9 @@ class Conv2d(Layer):
     ``H' = 1 + (H + 2*padding - KH) // stride``, the same for W.
     Initialised like PyTorch: uniform in +-1/sqrt(C*KH*KW).
 
-    The arithmetic runs in ``minicnn.conv_ops`` (im2col + one matrix product
-    per layer); the loop version it is tested against is
+    The arithmetic runs in ``minicnn.conv_ops`` (one matrix product per
+    layer, on im2col columns or, for stride 1 on wide images, on shifted
+    rows); the loop version it is tested against is
     ``minicnn.naive.conv2d_forward_naive``.
     """
 
@@ -221,7 +222,7 @@ class ReLU(Layer):
         self.cache = x
         return np.maximum(x, 0)
 
-    def backward(self, dout, rule="gradient", param_grads=False, reference=None):
+    def backward(self, dout, rule="gradient", param_grads=False, reference=None, out=None):
         """dout: same shape as x -> dx. ``rule`` picks the attribution method:
 
         ============  ==================================================  ==================
@@ -236,19 +237,23 @@ class ReLU(Layer):
         "rescale" is DeepLIFT's rule: it needs ``reference``, the ReLU's input
         x_ref when the model ran on the baseline, and takes the plain gradient
         where ``|x - x_ref| < RESCALE_EPS``.
+
+        out: an array to write dx into, ``dout`` itself included (NumPy's
+        ``out=``). ``Sequential.backward`` passes the gradient it owns, which
+        saves a fresh array per ReLU; None (the default) leaves dout alone.
         """
         x = self._cached()
         self._check_dout(dout, x.shape)
         if rule == "gradient":      # Vanilla Gradient (Simonyan et al. 2013)
-            return dout * (x > 0)
+            return np.multiply(dout, x > 0, out=out)
         if rule == "deconvnet":     # DeconvNet (Zeiler & Fergus 2014)
-            return dout * (dout > 0)
+            return np.multiply(dout, dout > 0, out=out)
         if rule == "guided":        # Guided Backprop (Springenberg et al. 2015)
-            return dout * (x > 0) * (dout > 0)
+            return np.multiply(dout, (x > 0) & (dout > 0), out=out)
         if rule == "rescale":       # DeepLIFT Rescale (Shrikumar et al. 2017): the secant, not the tangent
             x_ref = self._reference(reference)
-            return dout * np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
-                                   secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))
+            return np.multiply(dout, np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
+                                              secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref)), out=out)
         raise ValueError(f"{self.name}: unknown ReLU rule {rule!r}; use one of {RELU_RULES}")
 
     def _reference(self, reference):

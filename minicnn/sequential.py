@@ -168,11 +168,15 @@ class Sequential(Layer):
             raise ValueError("relu_rule='rescale' (DeepLIFT) goes with reference=model.caches() from a forward pass "
                              "on the baseline, and reference with no other rule")
         stop = None if until is None else self._leaf_name(until)
+        given = dout
         for name, layer in reversed(self._flat):
             if name == stop:
                 return dout
             if isinstance(layer, ReLU):
-                dout = layer.backward(dout, rule=relu_rule, reference=None if reference is None else reference[name])
+                # a gradient the layers made (not the caller's array, nor a view of it) is rewritten in place
+                mine = dout if not np.may_share_memory(dout, given) else None
+                dout = layer.backward(dout, rule=relu_rule, reference=None if reference is None else reference[name],
+                                      out=mine)
             elif isinstance(layer, MaxPool2d) and reference is not None:
                 dout = layer.backward(dout, reference=reference[name])
             else:

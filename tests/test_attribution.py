@@ -161,6 +161,30 @@ def test_smoothgrad_noise_scale_follows_the_input_range():
     np.testing.assert_allclose(a, (x[:, None] + expected).mean(axis=1))
 
 
+def test_smoothgrad_draws_noise_batch_by_batch_as_one_draw():
+    """The noise is drawn per batch (memory), in the order of one (N, n_samples, ...) draw: batches that cut
+    across images give the same numbers as passing that one draw, each image scaled by its own range."""
+    net = hand_net()
+    x = np.concatenate([X, 3 * X, -X + 1])                  # three images, three ranges
+    sigma = 0.15 * (x.reshape(3, -1).max(axis=1) - x.reshape(3, -1).min(axis=1))
+    one_draw = np.random.default_rng(4).standard_normal((3, 7) + X.shape[1:]) * sigma[:, None, None, None, None]
+    for batch_size in (1, 4, 21, 50):
+        a = attr.smoothgrad(attr.gradient_x_input, net, x, 0, n_samples=7, seed=4, batch_size=batch_size)
+        np.testing.assert_allclose(a, attr.smoothgrad(attr.gradient_x_input, net, x, 0, n_samples=7,
+                                                      noise=one_draw), rtol=1e-12, atol=1e-12)
+
+
+def test_integrated_gradients_same_for_every_batch_size():
+    """Path points are built batch by batch; batches that cut across images change nothing."""
+    from nets import small_vgg
+    model = small_vgg()
+    x = np.random.default_rng(6).random((3, 3, 16, 16))
+    reference = attr.integrated_gradients(model, x, [0, 1, 2], steps=7, batch_size=21)
+    for batch_size in (1, 4, 10):
+        np.testing.assert_allclose(attr.integrated_gradients(model, x, [0, 1, 2], steps=7, batch_size=batch_size),
+                                   reference, rtol=1e-10, atol=1e-12)
+
+
 def test_methods_are_batched():
     from nets import small_vgg
     model = small_vgg()

@@ -1,5 +1,6 @@
 """The benchmark scripts still run (tiny settings): they are how the README's ratios are measured.
 No timing is asserted here; that is the benchmarks' job, in one process, on a quiet machine."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ pytestmark = [needs_captum, pytest.mark.slow]
 
 @pytest.mark.parametrize("script,args,expect", [
     ("bench_conv.py", ["--layers", "2", "--repeat", "1"], "64->64@224"),
-    ("bench_vgg16.py", ["--batches", "1", "--repeat", "1"], "peak RSS"),
+    ("bench_vgg16.py", ["--batches", "1", "--repeat", "1"], "of peak"),
     ("bench_attribution.py", ["--repeat", "1", "--samples", "2", "--steps", "2", "--batch", "2", "--perturbations", "4"],
      "kernel_shap (4 samples)"),
 ])
@@ -25,3 +26,17 @@ def test_benchmark_runs(script, args, expect):
     assert result.returncode == 0, result.stderr[-3000:]
     assert expect in result.stdout
     assert "ratio" in result.stdout
+
+
+def test_benchmarks_drop_the_kernel_pinning_for_their_own_process_only():
+    """OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are read when NumPy loads OpenBLAS: the benchmark re-runs itself
+    without them, and says which kernel it got."""
+    probe = ("import os, sys; sys.path.insert(0, {bench!r}); import common; common.use_native_kernels(); "
+             "print('seen:', os.environ.get('OPENBLAS_CORETYPE'), os.environ.get('OPENBLAS_L2_SIZE')); "
+             "print(common.threads_note())").format(bench=str(BENCH))
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", OPENBLAS_L2_SIZE="1048576")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "seen: None None" in result.stdout
+    assert "PINNED" not in result.stdout
+    assert "kernels" in result.stdout or "threadpoolctl" in result.stdout     # the kernel, or how to see it

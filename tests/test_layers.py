@@ -171,6 +171,31 @@ def test_layers_never_modify_their_arguments(rng):
         np.testing.assert_array_equal(v, weights[k])
 
 
+def test_sequential_rewrites_only_the_gradients_it_made(rng):
+    """ReLUs write in place into gradients the layers made, never into the caller's dout or a view of it:
+    here the caller's array reaches a ReLU directly, through Flatten, and through an eval-mode Dropout."""
+    net = mc.Sequential(mc.Conv2d(2, 3, 3, padding=1, dtype=F64, rng=0), mc.ReLU(), mc.Flatten(), mc.Dropout(0.5),
+                        mc.ReLU())
+    net.eval()
+    x = rng.standard_normal((2, 2, 5, 5))
+    net.forward(rng.standard_normal(x.shape))
+    reference = net.caches()
+    out = net.forward(x)
+    for rule in mc.RELU_RULES:
+        dout = rng.standard_normal(out.shape)
+        dout_copy = dout.copy()
+        dx = net.backward(dout, relu_rule=rule, reference=reference if rule == "rescale" else None)
+        np.testing.assert_array_equal(dout, dout_copy)
+        expected = dout_copy.copy()                      # the same chain, layer by layer, nothing in place
+        for _, layer in reversed(net.named_layers()):
+            if isinstance(layer, mc.ReLU):
+                expected = layer.backward(expected, rule=rule,
+                                          reference=reference[layer.name] if rule == "rescale" else None)
+            else:
+                expected = layer.backward(expected)
+        np.testing.assert_array_equal(dx, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_is_preserved(rng, dtype):
     net = mc.Sequential(mc.Conv2d(1, 2, 3, rng=0), mc.ReLU(), mc.MaxPool2d(2), mc.AdaptiveAvgPool2d(2),
