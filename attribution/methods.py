@@ -45,6 +45,31 @@ def check_positive(value, what, minimum=1):
     return int(value)
 
 
+def check_batch_size(value):
+    """None (sized by memory, see ``batch_for``) or an int >= 1, or ValueError."""
+    return None if value is None else check_positive(value, "batch_size")
+
+
+ACTIVATION_BUDGET = 512 * 2 ** 20
+
+
+def batch_for(model, n_images, batch_size, most=64):
+    """The batch size to use: ``batch_size`` if given (an int >= 1), else, for None, as many images as keep
+    the model's activations within ACTIVATION_BUDGET bytes, at most ``most``.
+
+    Every layer's output stays in memory until the backward pass
+    (``model.outputs``), so a batch costs its size times what those outputs
+    take per image, read off the forward pass just made on ``n_images``
+    images. VGG-16 at 224 px keeps about 114 MB per image (batches of 4);
+    the 64 px shapes_net about 1 MB (batches of ``most``, where the cost
+    per call matters more than memory).
+    """
+    if batch_size is not None:
+        return check_positive(batch_size, "batch_size")
+    per_image = sum(getattr(out, "nbytes", 0) for out in getattr(model, "outputs", {}).values()) / max(1, n_images)
+    return int(min(most, max(1, ACTIVATION_BUDGET // max(per_image, 1))))
+
+
 def resolve_targets(target, logits):
     """The target class of each image as an int array (N,), checked against the K logits.
 
@@ -227,7 +252,7 @@ def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
 # SmoothGrad: any method, averaged over noisy copies
 # --------------------------------------------------------------------------
 
-def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, stdev=None, batch_size=10,
+def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, stdev=None, batch_size=None,
                seed=None, variant="mean", noise=None, progress=False, **method_kwargs):
     """SmoothGrad (Smilkov et al. 2017) around any method above.
 
@@ -242,16 +267,18 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
         copies are ``x[:, None] + noise``).
     target: None means each image's predicted class on the clean image, kept
         for all its noisy copies. The noisy copies go through ``method`` in
-        batches of ``batch_size``. Returns the shape ``method`` returns for one image, per image.
+        batches of ``batch_size`` (None: as many as fit in memory, ``batch_for``).
+        Returns the shape ``method`` returns for one image, per image.
     progress: True for a progress line on stderr, or a callable f(done, total) (``attribution.progress``).
     """
     check_images(x)
     if variant not in SMOOTHGRAD_VARIANTS:
         raise ValueError(f"unknown SmoothGrad variant {variant!r}; use one of {SMOOTHGRAD_VARIANTS}")
     check_positive(n_samples, "n_samples")
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     N = len(x)
     targets = resolve_targets(target, model.forward(x))
+    batch_size = batch_for(model, N, batch_size)
     if noise is None:
         if stdev is None:
             stdev = noise_level * (x.reshape(N, -1).max(axis=1) - x.reshape(N, -1).min(axis=1))
@@ -310,14 +337,15 @@ def ig_points(steps, method="riemann_trapezoid"):
 
 
 def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="riemann_trapezoid",
-                         batch_size=10, return_delta=False, progress=False):
+                         batch_size=None, return_delta=False, progress=False):
     """Integrated Gradients (Sundararajan et al. 2017).
 
     IG(x) = (x - x') * sum_j w_j * dF(x' + a_j (x - x'))/dx with the
     quadrature of ``ig_points`` (Captum's), F the target logit, x' the
     baseline (zeros by default: a black image, since every model here takes
     images in [0, 1] and normalizes inside). The path points of all images
-    go through the model in batches of ``batch_size``.
+    go through the model in batches of ``batch_size`` (None: as many as fit
+    in memory, ``batch_for``).
 
     Returns the attributions (N, C, H, W); with ``return_delta=True`` (as
     Captum's ``return_convergence_delta``), ``(attributions, delta)`` where
@@ -325,7 +353,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     progress: True for a progress line on stderr, or a callable f(done, total).
     """
     check_images(x)
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     N = len(x)
     baseline = check_baseline(baseline, x)
     alphas, weights = ig_points(steps, method)
@@ -333,6 +361,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     targets = resolve_targets(target, logits)
     end = logits[np.arange(N), targets]
     start = model.forward(baseline)[np.arange(N), targets]
+    batch_size = batch_for(model, N, batch_size)
     # every (image, alpha) pair is one row, image-major; a batch of rows is built when it is needed
     n_rows, alphas, difference = N * len(alphas), alphas.astype(x.dtype), x - baseline
     total = np.zeros_like(x, dtype=np.float64)
@@ -407,7 +436,7 @@ def deeplift(model, x, target=None, baseline=None, return_delta=False):
 # Occlusion
 # --------------------------------------------------------------------------
 
-def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_size=32, progress=False):
+def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_size=None, progress=False):
     """Occlusion (Zeiler & Fergus 2014): how much the target logit drops when
     a window of the image is replaced by ``baseline``.
 
@@ -415,11 +444,12 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     ``ceil((H - h) / s) + 1`` positions per axis, the last one cut at the edge
     when the stride does not divide (Captum's layout). Each pixel gets the
     mean drop of the windows that cover it. Returns (N, C, H, W), equal
-    across channels. The occluded copies go through the model in batches.
+    across channels. The occluded copies go through the model in batches of
+    ``batch_size`` (None: as many as fit in memory, ``batch_for``).
     progress: True for a progress line on stderr, or a callable f(done, total).
     """
     check_images(x)
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     N, C, H, W = x.shape
     wh, ww = (window, window) if np.isscalar(window) else tuple(window)
     sh, sw = (stride, stride) if np.isscalar(stride) else tuple(stride)
@@ -428,6 +458,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     baseline = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
+    batch_size = batch_for(model, N, batch_size)
     original = logits[np.arange(N), targets]
     starts = [(i, j) for i in range(0, int(np.ceil((H - wh) / sh)) * sh + 1, sh)
               for j in range(0, int(np.ceil((W - ww) / sw)) * sw + 1, sw)]

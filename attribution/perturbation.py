@@ -21,7 +21,7 @@ from math import comb, factorial
 
 import numpy as np
 
-from .methods import check_baseline, check_images, check_positive, resolve_targets
+from .methods import batch_for, check_baseline, check_batch_size, check_images, check_positive, resolve_targets
 from .progress import Progress
 from .superpixels import slic
 
@@ -143,7 +143,7 @@ def lime_weights(coalitions, kernel_width=0.25):
 
 
 def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", kernel_width=0.25, alpha=1.0,
-         seed=0, n_segments=50, batch_size=64, return_coefficients=False, progress=False):
+         seed=0, n_segments=50, batch_size=None, return_coefficients=False, progress=False):
     """LIME for images (Ribeiro et al. 2016), (N, C, H, W): each pixel its segment's coefficient.
 
     For each image: ``n_samples`` coalitions, the first all on and the others
@@ -160,12 +160,13 @@ def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", 
     """
     check_images(x)
     check_positive(n_samples, "n_samples", 2)
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     if not kernel_width > 0:
         raise ValueError(f"kernel_width must be positive, got {kernel_width!r}")
     if not alpha >= 0:
         raise ValueError(f"alpha (the ridge penalty) must be >= 0, got {alpha!r}")
     targets = resolve_targets(target, model.forward(x))
+    batch_size = batch_for(model, len(x), batch_size)
     labels_list = image_segments(x, segments, n_segments)
     rng = np.random.default_rng(seed)
     coefficients = []
@@ -205,7 +206,7 @@ def exact_shapley(v, M):
     return phi
 
 
-def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segments=8, batch_size=64,
+def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segments=8, batch_size=None,
                    return_values=False, progress=False):
     """Exact Shapley values of the segments (N, C, H, W), by enumerating all 2^M coalitions.
 
@@ -217,8 +218,9 @@ def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segm
     progress: True for a progress line on stderr (model evaluations done), or a callable f(done, total).
     """
     check_images(x)
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     targets = resolve_targets(target, model.forward(x))
+    batch_size = batch_for(model, len(x), batch_size)
     labels_list = image_segments(x, segments, n_segments)
     for labels in labels_list:
         if labels.max() + 1 > MAX_EXACT_SEGMENTS:
@@ -262,7 +264,7 @@ def kernel_shap_solve(z, v, v_empty, v_full, weights):
 
 
 def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="mean", seed=0, n_segments=50,
-                batch_size=64, return_values=False, progress=False):
+                batch_size=None, return_values=False, progress=False):
     """KernelSHAP (Lundberg & Lee 2017) over segments, (N, C, H, W): each pixel its segment's Shapley estimate.
 
     The empty and full coalitions fix the efficiency constraint (the values
@@ -277,8 +279,9 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
     """
     check_images(x)
     check_positive(n_samples, "n_samples", 2)
-    check_positive(batch_size, "batch_size")
+    check_batch_size(batch_size)
     targets = resolve_targets(target, model.forward(x))
+    batch_size = batch_for(model, len(x), batch_size)
     labels_list = image_segments(x, segments, n_segments)
     rng = np.random.default_rng(seed)
     values = []

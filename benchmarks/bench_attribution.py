@@ -1,6 +1,6 @@
 """Each attribution method on VGG-16 (224x224, float32, batch 1): minicnn vs Captum, same process and threads.
 
-    python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50] [--perturbations 50]
+    python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50] [--perturbations 50] [--batch N]
 
 Random weights (speed does not depend on them). SmoothGrad, Integrated
 Gradients, LIME and KernelSHAP are timed once each (they are long); the others
@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import median_time, threads_note, use_native_kernels  # noqa: E402
+from common import matmul_peak_gflops, median_time, threads_note, use_native_kernels  # noqa: E402
 
 use_native_kernels()
 
@@ -60,14 +60,22 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=50, help="SmoothGrad samples")
     parser.add_argument("--steps", type=int, default=50, help="Integrated Gradients steps")
-    parser.add_argument("--batch", type=int, default=10, help="SmoothGrad / IG batch size, both sides")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size of SmoothGrad, IG, LIME and KernelSHAP on both sides; by default minicnn's "
+                             "own (sized by memory) and Captum's 10")
     parser.add_argument("--perturbations", type=int, default=50, help="LIME / KernelSHAP samples (model evaluations)")
     args = parser.parse_args()
     import captum.attr as ca
     import torch
     from bench_vgg16 import torch_model
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
+    ours_batch, captum_batch = args.batch, args.batch or 10
     model = models.vgg16(normalize=False)       # the bare network, like the torch twin
+    from bench_vgg16 import forward_flops
+    flops, peak = forward_flops(model, np.zeros((1, 3, 224, 224), np.float32)), matmul_peak_gflops()
+    print(f"NumPy float32 matrix-product peak {peak:.0f} GFLOP/s; one VGG-16 forward {flops / 1e9:.1f} GFLOP. "
+          f"'of peak': the products' share of minicnn's time (forwards and input gradients counted; blank for LRP, "
+          f"whose rules add products of their own)")
     net = torch_model()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -99,37 +107,47 @@ def main():
     zennit_case = zennit_epsilon_plus_flat(net, tx, target)
     if zennit_case is not None:
         cases.append(("lrp (eps+flat) vs zennit", lambda: attr.lrp(model, x, target), zennit_case))
-    print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio':>6}")
+    # products the size of one forward pass that each method needs (an input gradient costs one more)
+    passes = {"vanilla_gradient": 2, "gradient_x_input": 2, "deconvnet": 2, "guided_backprop": 2, "grad_cam": 1,
+              "guided_grad_cam": 2, "deeplift": 3, f"smoothgrad ({args.samples} samples)": 1 + 2 * args.samples,
+              f"integrated_gradients ({args.steps})": 2 + 2 * args.steps,
+              f"lime ({args.perturbations} samples)": 1 + args.perturbations,
+              f"kernel_shap ({args.perturbations} samples)": 1 + args.perturbations}
+
+    def row(name, t_mc, t_ca):
+        share = f"{passes[name] * flops / t_mc / 1e9 / peak:7.0%}" if name in passes else ""
+        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f} {share}", flush=True)
+
+    print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio':>6} {'of peak':>7}")
     for name, ours, theirs in cases:
-        t_mc, t_ca = median_time(ours, args.repeat), median_time(theirs, args.repeat)
-        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f}", flush=True)
+        row(name, median_time(ours, args.repeat), median_time(theirs, args.repeat))
     long_cases = [
         (f"smoothgrad ({args.samples} samples)",
          lambda: attr.smoothgrad(attr.vanilla_gradient, model, x, target, n_samples=args.samples, stdev=0.15 * 4,
-                                 batch_size=args.batch, seed=0),
+                                 batch_size=ours_batch, seed=0),
          lambda: ca.NoiseTunnel(ca.Saliency(net)).attribute(tx, nt_type="smoothgrad", nt_samples=args.samples,
-                                                            nt_samples_batch_size=args.batch, stdevs=0.15 * 4,
+                                                            nt_samples_batch_size=captum_batch, stdevs=0.15 * 4,
                                                             target=target, abs=False)),
         (f"integrated_gradients ({args.steps})",
          lambda: attr.integrated_gradients(model, x, target, steps=args.steps, method="riemann_trapezoid",
-                                           batch_size=args.batch),
+                                           batch_size=ours_batch),
          lambda: ca.IntegratedGradients(net).attribute(tx, target=target, n_steps=args.steps,
                                                        method="riemann_trapezoid",
-                                                       internal_batch_size=args.batch)),
+                                                       internal_batch_size=captum_batch)),
     ]
     segments = (np.arange(224)[:, None] // 32) * 7 + np.arange(224)[None] // 32          # 7 x 7 squares
     mask = torch.from_numpy(np.broadcast_to(segments, (1, 3, 224, 224)).copy())
     n = args.perturbations
     long_cases += [
         (f"lime ({n} samples)",
-         lambda: attr.lime(model, x, target, segments=segments, n_samples=n, baseline="black", batch_size=args.batch),
+         lambda: attr.lime(model, x, target, segments=segments, n_samples=n, baseline="black", batch_size=ours_batch),
          lambda: ca.Lime(net, interpretable_model=ridge()).attribute(
-             tx, target=target, baselines=0.0, feature_mask=mask, n_samples=n, perturbations_per_eval=args.batch)),
+             tx, target=target, baselines=0.0, feature_mask=mask, n_samples=n, perturbations_per_eval=captum_batch)),
         (f"kernel_shap ({n} samples)",
          lambda: attr.kernel_shap(model, x, target, segments=segments, n_samples=n, baseline="black",
-                                  batch_size=args.batch),
+                                  batch_size=ours_batch),
          lambda: ca.KernelShap(net).attribute(tx, target=target, baselines=0.0, feature_mask=mask, n_samples=n,
-                                              perturbations_per_eval=args.batch)),
+                                              perturbations_per_eval=captum_batch)),
     ]
     for name, ours, theirs in long_cases:
         start = time.perf_counter()
@@ -138,7 +156,7 @@ def main():
         start = time.perf_counter()
         theirs()
         t_ca = time.perf_counter() - start
-        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f}", flush=True)
+        row(name, t_mc, t_ca)
 
 
 if __name__ == "__main__":

@@ -185,6 +185,29 @@ def test_integrated_gradients_same_for_every_batch_size():
                                    reference, rtol=1e-10, atol=1e-12)
 
 
+def test_default_batches_are_sized_by_the_activations_kept(monkeypatch):
+    """batch_size=None: as many images as keep every layer's output within the budget; given sizes are kept."""
+    from nets import small_vgg
+    from attribution import methods
+    model = small_vgg()
+    x = np.random.default_rng(7).random((2, 3, 16, 16))
+    model.forward(x)
+    per_image = sum(out.nbytes for out in model.outputs.values()) / 2
+    assert methods.batch_for(model, 2, None) == 64                  # a small net: the cap
+    monkeypatch.setattr(methods, "ACTIVATION_BUDGET", int(3.5 * per_image))
+    assert methods.batch_for(model, 2, None) == 3
+    monkeypatch.setattr(methods, "ACTIVATION_BUDGET", 1)
+    assert methods.batch_for(model, 2, None) == 1                   # never below one image
+    assert methods.batch_for(model, 2, 7) == 7
+    for bad in (0, -1, 2.5, "10", True):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            attr.smoothgrad(attr.vanilla_gradient, model, x, 0, n_samples=2, batch_size=bad)
+    monkeypatch.setattr(methods, "ACTIVATION_BUDGET", int(3.5 * per_image))     # batches of 3 across images
+    np.testing.assert_allclose(attr.smoothgrad(attr.vanilla_gradient, model, x, [0, 1], n_samples=5, seed=3),
+                               attr.smoothgrad(attr.vanilla_gradient, model, x, [0, 1], n_samples=5, seed=3,
+                                               batch_size=10), rtol=1e-10, atol=1e-12)
+
+
 def test_methods_are_batched():
     from nets import small_vgg
     model = small_vgg()
