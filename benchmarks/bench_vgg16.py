@@ -6,7 +6,9 @@ with the share of NumPy's matrix-product peak each case reaches (its floor is
 what the products alone would take at that peak). Then peak resident memory,
 each side in a fresh child process so that neither counts the other: one
 forward + input gradient at batch 1, and, with --smoothgrad-images N,
-SmoothGrad-50 on N images at the library's default batch size (minutes).
+SmoothGrad-50 on N images at minicnn's default batch size and Captum's
+nt_samples_batch_size=10 (its default, all 50 at once, needs ~100 MB per
+noisy copy: 40 GB for 8 images). Minutes.
 
     python benchmarks/bench_vgg16.py [--repeat 5] [--batches 1 8] [--smoothgrad-images 8]
 """
@@ -87,13 +89,18 @@ def memory_child(side, case, n_images):
                 if isinstance(m, torch.nn.ReLU):
                     m.inplace = False
             ca.NoiseTunnel(ca.Saliency(net)).attribute(torch.from_numpy(x), nt_type="smoothgrad", nt_samples=50,
-                                                       stdevs=0.6, target=1, abs=False)
+                                                       nt_samples_batch_size=10, stdevs=0.6, target=1, abs=False)
     print(f"{peak_rss_mb():.0f}")
 
 
 def child_peak(side, case, n_images):
+    """Peak RSS in MB of the case in a fresh process, or NaN (with the reason on stderr) if it failed."""
     out = subprocess.run([sys.executable, __file__, "--memory-child", side, case, str(n_images)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        reason = "killed (out of memory?)" if out.returncode < 0 else out.stderr.strip()[-500:]
+        print(f"{side} {case} on {n_images} images failed: {reason}", file=sys.stderr)
+        return float("nan")
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -19,7 +19,7 @@ import copy
 import numpy as np
 
 from . import conv_ops
-from .conv_ops import conv_output_size
+from .conv_ops import conv_output_size, plane_blocks
 
 RELU_RULES = ("gradient", "deconvnet", "guided", "rescale")
 RESCALE_EPS = 1e-10            # DeepLIFT: below this |x - x_ref|, the secant falls back to the gradient (Captum's)
@@ -312,18 +312,24 @@ class MaxPool2d(Layer):
         if H + 2 * ph < kh or W + 2 * pw < kw:
             raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
         Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
-        out = None
-        for _, v in _window_views(self._padded(x), kh, kw, s, Ho, Wo):
-            if out is None:
-                out = v.copy()
-            else:
-                np.maximum(out, v, out=out)
+        planes = self._planes(x)                                        # (N*C, 1, H + 2ph, W + 2pw)
+        out = np.empty((N * C, 1, Ho, Wo), dtype=x.dtype)
+        for b in plane_blocks(N * C, planes[0].nbytes):                 # a few planes at a time (cache)
+            for k, v in _window_views(planes[b], kh, kw, s, Ho, Wo):
+                if k == 0:
+                    np.copyto(out[b], v)
+                else:
+                    np.maximum(out[b], v, out=out[b])
+        out = out.reshape(N, C, Ho, Wo)
         self.cache = (x, out)
         return out
 
-    def _padded(self, x):
+    def _planes(self, x):
+        """x padded with -inf, as N*C separate planes (N*C, 1, H + 2ph, W + 2pw)."""
+        N, C, H, W = x.shape
         ph, pw = self.padding
-        return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+        return xp.reshape(N * C, 1, H + 2 * ph, W + 2 * pw)
 
     def backward(self, dout, param_grads=False, reference=None):
         """dout: (N, C, H', W') -> dx: (N, C, H, W), zero except at the switches.
@@ -346,18 +352,24 @@ class MaxPool2d(Layer):
         """
         (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
         N, C, H, W = x.shape
-        dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
+        Ho, Wo = out.shape[2:]
+        planes = self._planes(x)
+        d, out = d.reshape(N * C, 1, Ho, Wo), out.reshape(N * C, 1, Ho, Wo)
+        dx = np.zeros((N * C, 1, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
         overlapping = s[0] < kh or s[1] < kw
-        taken = np.zeros(out.shape, dtype=bool)
-        taps = _window_views(self._padded(x), kh, kw, s, *out.shape[2:])
-        for (_, v), (_, view) in zip(taps, _window_views(dx, kh, kw, s, *out.shape[2:])):
-            switch = (v == out) & ~taken                # the max is here, and no earlier tap had it
-            taken |= switch
-            if overlapping:
-                view += d * switch                      # windows that share an element add up
-            else:
-                np.multiply(d, switch, out=view)        # each element is in one window at most
-        return dx[:, :, ph:ph + H, pw:pw + W]
+        for b in plane_blocks(N * C, planes[0].nbytes):                 # a few planes at a time (cache)
+            taken = np.zeros(out[b].shape, dtype=bool)
+            switch = np.empty(out[b].shape, dtype=bool)                 # one buffer for every tap
+            taps = _window_views(planes[b], kh, kw, s, Ho, Wo)
+            for (_, v), (_, view) in zip(taps, _window_views(dx[b], kh, kw, s, Ho, Wo)):
+                np.equal(v, out[b], out=switch)                         # the max is here ...
+                np.greater(switch, taken, out=switch)                   # ... and no earlier tap had it
+                taken |= switch
+                if overlapping:
+                    view += d[b] * switch                               # windows that share an element add up
+                else:
+                    np.multiply(d[b], switch, out=view)                 # each element is in one window at most
+        return dx.reshape(N, C, H + 2 * ph, W + 2 * pw)[:, :, ph:ph + H, pw:pw + W]
 
     def rescale_backward(self, dout, reference):
         """DeepLIFT's multipliers through max-pooling (the rule Captum's ``maxpool`` intends).
