@@ -21,6 +21,11 @@ def _claims_01(out):
     assert max(dx, dw, db) < 1e-12, "the fast and naive convolutions agree to rounding"
     errors = _numbers(out, r"'(?:x|weight|bias)': '(\S+)'")
     assert errors and max(e for e, in errors) < 1e-7, "check_layer passes"
+    (shifted,), = _numbers(out, r"shifted rows vs the definition, rel. error: (\S+)")
+    assert shifted < 1e-12, "shifted rows compute the same convolution"
+    (im2col, rows), = _numbers(out, r"im2col (\d+) numbers, shifted rows (\d+)")
+    assert rows < im2col / 2, "shifted rows copy less than half of what im2col copies"
+    assert "Conv2d uses shifted rows here: True" in out
 
 
 def _claims_02(out):

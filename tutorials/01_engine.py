@@ -89,3 +89,25 @@ start = time.perf_counter()
 layer.forward(x_big)
 t_fast = time.perf_counter() - start
 print(f"{size}x{size}x16 -> 16: naive {t_naive * 1e3:.0f} ms, im2col {t_fast * 1e3:.2f} ms")
+
+# %% [markdown]
+# ## One more trick, for stride 1: shifted rows
+# im2col copies the image KH*KW = 9 times. For stride 1 there is a cheaper
+# layout: write the padded image row after row (width Wp) and compute the
+# output on a "wide" grid of Wp columns per row. Tap (i, j) of every window
+# is then the flat image shifted by `i*Wp + j`. `conv_ops.conv2d_shifted`
+# stacks only the 3 horizontal shifts (j), makes one matrix product, and adds
+# the 3 vertical ones (i) on the output: 3 copies instead of 9. `Conv2d`
+# takes it for wide images with enough channels (`shifted_pays`); the
+# numbers are the same up to rounding.
+
+# %%
+from minicnn import conv_ops  # noqa: E402
+
+x_wide = rng.standard_normal((1, 16, 48, 48))
+w16 = layer.params["weight"]
+by_rows = conv_ops.conv2d_shifted(x_wide, w16, (1, 1))
+print("shifted rows vs the definition, rel. error:",
+      mc.rel_error(by_rows, conv2d_forward_naive(x_wide, w16, None, 1, 1)))
+print("copies of a 48x48x16 image: im2col", 9 * 16 * 48 * 48, "numbers, shifted rows", 3 * 16 * 50 * 50)
+print("Conv2d uses shifted rows here:", conv_ops.shifted_pays(16, 3, 3, 48))
