@@ -314,7 +314,7 @@ class MaxPool2d(Layer):
         Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
         planes = self._planes(x)                                        # (N*C, 1, H + 2ph, W + 2pw)
         out = np.empty((N * C, 1, Ho, Wo), dtype=x.dtype)
-        for b in plane_blocks(N * C, planes[0].nbytes):                 # a few planes at a time (cache)
+        for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             for k, v in _window_views(planes[b], kh, kw, s, Ho, Wo):
                 if k == 0:
                     np.copyto(out[b], v)
@@ -357,7 +357,7 @@ class MaxPool2d(Layer):
         d, out = d.reshape(N * C, 1, Ho, Wo), out.reshape(N * C, 1, Ho, Wo)
         dx = np.zeros((N * C, 1, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
         overlapping = s[0] < kh or s[1] < kw
-        for b in plane_blocks(N * C, planes[0].nbytes):                 # a few planes at a time (cache)
+        for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             taken = np.zeros(out[b].shape, dtype=bool)
             switch = np.empty(out[b].shape, dtype=bool)                 # one buffer for every tap
             taps = _window_views(planes[b], kh, kw, s, Ho, Wo)

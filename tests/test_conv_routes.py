@@ -88,3 +88,25 @@ def test_scratch_buffers_are_kept_apart_by_name():
     b[...] = 2
     assert (a == 1).all() and not np.shares_memory(a, b)
     assert np.shares_memory(conv_ops.scratch((2, 3), np.float64, "test-a"), a)      # reused, not reallocated
+
+
+def test_pooling_in_cache_sized_blocks_equals_one_block_and_takes_an_empty_batch(rng, monkeypatch):
+    """MaxPool2d works through a few channel planes at a time; the block size changes nothing."""
+    x = rng.standard_normal((3, 5, 9, 8))
+    x[0, 0, :4, :4] = 0                                          # ties: the first maximum must still win
+    dout = rng.standard_normal((3, 5, 4, 3))
+    results = []
+    for block in (1, 9 * 8 * 8 * 2, 2 ** 30):                   # one plane, two planes, everything
+        monkeypatch.setattr(conv_ops, "CACHE_BLOCK", block)
+        for k, s, p in ((2, 2, 0), (3, 2, 1)):
+            pool = mc.MaxPool2d(k, s, p)
+            out = pool.forward(x)
+            results.append((k, out, pool.backward(dout if out.shape == dout.shape else np.ones(out.shape))))
+    for k in (2, 3):
+        mine = [r for r in results if r[0] == k]
+        for _, out, dx in mine[1:]:
+            np.testing.assert_array_equal(out, mine[0][1])
+            np.testing.assert_array_equal(dx, mine[0][2])
+    pool = mc.MaxPool2d(2)
+    empty = pool.forward(np.zeros((0, 3, 4, 4)))
+    assert empty.shape == (0, 3, 2, 2) and pool.backward(np.zeros(empty.shape)).shape == (0, 3, 4, 4)
