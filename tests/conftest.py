@@ -59,3 +59,20 @@ def away_from_kinks(rng, shape, gap=0.05):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_sessionstart(session):
+    """The commands are tested in child processes, which import the *installed* minicnn. If that is another
+    checkout (an editable install made elsewhere), they would protect and read that checkout's files while the
+    tests look at this one: stop with the fix instead."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+    here = (Path(__file__).resolve().parent.parent / "minicnn").resolve()
+    with tempfile.TemporaryDirectory() as outside:                 # not this folder, so sys.path cannot find it
+        found = subprocess.run([sys.executable, "-c", "import minicnn, os; print(os.path.dirname(minicnn.__file__))"],
+                               capture_output=True, text=True, cwd=outside)
+    if found.returncode == 0 and Path(found.stdout.strip()).resolve() != here:
+        pytest.exit(f"the installed minicnn is {found.stdout.strip()}, not this checkout ({here}); "
+                    f"run: pip install -e \"{here.parent}[test]\"", returncode=4)
