@@ -79,7 +79,6 @@ def col2im(dcols, x_shape, kh, kw, stride, padding):
     Wo = conv_output_size(W, kw, stride[1], pw)
     dx = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dcols.dtype)
     d = dcols.reshape(N, C, kh, kw, Ho, Wo)
-
     for i in range(kh):
         for j in range(kw):
             dx[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]] += d[:, :, i, j]
