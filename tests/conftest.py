@@ -61,6 +61,22 @@ def rng():
     return np.random.default_rng(0)
 
 
+
+def serve(handler):
+    """Yield the address of an HTTP server on 127.0.0.1 answering with ``handler`` (a
+    BaseHTTPRequestHandler class), in a background thread; shut it down afterwards. For module fixtures:
+    ``yield from serve(Handler)``."""
+    import http.server
+    import threading
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True                       # a handler stuck on a slow client does not block shutdown
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
 def pytest_sessionstart(session):
     """The commands are tested in child processes, which import the *installed* minicnn. If that is another
     checkout (an editable install made elsewhere), they would protect and read that checkout's files while the

@@ -4,11 +4,12 @@ import http.server
 import io
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from minicnn.hub import ChecksumError, download, fetch
+
+from conftest import serve
 
 PAYLOAD = bytes(range(256)) * 4096            # 1 MB
 PREFIX = hashlib.sha256(PAYLOAD).hexdigest()[:8]
@@ -42,12 +43,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(Handler)
 
 
 def test_download_success_verifies_and_reports_progress(server, tmp_path):

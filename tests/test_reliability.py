@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import minicnn as mc
 from attribution.grade import grade
 from minicnn.hub import download, fetch
 from minicnn.imagenet import preprocess
+
+from conftest import serve
 
 from nets import small_vgg
 
@@ -167,13 +168,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serve(Handler)
 
 
 def test_a_trickling_server_meets_the_deadline(server, tmp_path):
