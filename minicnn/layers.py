@@ -19,7 +19,7 @@ import copy
 import numpy as np
 
 from . import conv_ops
-from .conv_ops import conv_output_size, plane_blocks
+from .conv_ops import conv_output_size, plane_blocks, reusable
 
 RELU_RULES = ("gradient", "deconvnet", "guided", "rescale")
 RESCALE_EPS = 1e-10            # DeepLIFT: below this |x - x_ref|, the secant falls back to the gradient (Captum's)
@@ -220,7 +220,7 @@ class ReLU(Layer):
             raise TypeError(f"{self.name}: expected a floating-point NumPy array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         self.cache = x
-        return np.maximum(x, 0)
+        return np.maximum(x, 0, out=reusable(x.shape, x.dtype))     # out=: an array from the pool
 
     def backward(self, dout, rule="gradient", param_grads=False, reference=None, out=None):
         """dout: same shape as x -> dx. ``rule`` picks the attribution method:
@@ -313,7 +313,7 @@ class MaxPool2d(Layer):
             raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
         Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
         planes = self._planes(x)                                        # (N*C, 1, H + 2ph, W + 2pw)
-        out = np.empty((N * C, 1, Ho, Wo), dtype=x.dtype)
+        out = reusable((N * C, 1, Ho, Wo), x.dtype)
         for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             for k, v in _window_views(planes[b], kh, kw, s, Ho, Wo):
                 if k == 0:
@@ -355,7 +355,8 @@ class MaxPool2d(Layer):
         Ho, Wo = out.shape[2:]
         planes = self._planes(x)
         d, out = d.reshape(N * C, 1, Ho, Wo), out.reshape(N * C, 1, Ho, Wo)
-        dx = np.zeros((N * C, 1, H + 2 * ph, W + 2 * pw), dtype=d.dtype)
+        dx = reusable((N * C, 1, H + 2 * ph, W + 2 * pw), d.dtype)
+        dx.fill(0)
         overlapping = s[0] < kh or s[1] < kw
         for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             taken = np.zeros(out[b].shape, dtype=bool)

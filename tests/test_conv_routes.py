@@ -110,3 +110,82 @@ def test_pooling_in_cache_sized_blocks_equals_one_block_and_takes_an_empty_batch
     pool = mc.MaxPool2d(2)
     empty = pool.forward(np.zeros((0, 3, 4, 4)))
     assert empty.shape == (0, 3, 2, 2) and pool.backward(np.zeros(empty.shape)).shape == (0, 3, 4, 4)
+
+
+# --------------------------------------------------------------------------
+# Reusable arrays (conv_ops.reusable): taken again only when nobody holds them
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def pool_everything(monkeypatch):
+    """Every array goes through the pool (the default skips those under 4 MB), in a pool of its own."""
+    monkeypatch.setattr(conv_ops, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(conv_ops, "_POOL", {})
+
+
+def test_reusable_takes_back_a_dropped_array_and_never_a_held_one(pool_everything):
+    a = conv_ops.reusable((4, 5), np.float32)
+    address = a.ctypes.data
+    b = conv_ops.reusable((4, 5), np.float32)
+    assert b.ctypes.data != address                        # a is held: a new array
+    view = a[1:]
+    del a
+    c = conv_ops.reusable((4, 5), np.float32)
+    assert c.ctypes.data not in (address, b.ctypes.data)   # a view of a still holds it
+    del view
+    d = conv_ops.reusable((4, 5), np.float32)
+    assert d.ctypes.data == address                        # now nobody does
+    assert d.shape == (4, 5) and d.dtype == np.float32
+    e = conv_ops.reusable((4, 5), np.float64)              # another dtype or shape: another array
+    assert e.ctypes.data not in (address, b.ctypes.data, c.ctypes.data)
+
+
+def test_reusable_skips_small_arrays_and_keeps_at_most_the_cap(monkeypatch):
+    monkeypatch.setattr(conv_ops, "_POOL", {})
+    conv_ops.reusable((10,), np.float64)                   # under POOL_MIN_BYTES: plain np.empty
+    assert conv_ops._POOL == {}
+    monkeypatch.setattr(conv_ops, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(conv_ops, "POOL_MAX_BYTES", 1000)
+    kept = [conv_ops.reusable((100,), np.float64) for _ in range(3)]   # 800 bytes each
+    assert sum(len(arrays) for arrays in conv_ops._POOL.values()) == 1
+    assert len({a.ctypes.data for a in kept}) == 3         # the ones not kept are still separate arrays
+    conv_ops.release_pool()
+    assert conv_ops._POOL == {}
+
+
+def test_outputs_and_gradients_a_caller_keeps_survive_later_passes(rng, pool_everything):
+    """The safety of the pool on a whole network: what the caller (or model.outputs) still holds after
+    one pass is never written by the next, forward or backward; and the second pass's numbers are right."""
+    from nets import small_vgg
+    model = small_vgg(in_size=16)
+    x1, x2 = rng.standard_normal((2, 2, 3, 16, 16))
+    dout = rng.standard_normal((2, 5))
+    logits1 = model.forward(x1)
+    outputs1 = dict(model.outputs)
+    copies = {name: out.copy() for name, out in outputs1.items()}
+    dx1 = model.backward(dout)
+    dx1_copy = dx1.copy()
+    logits2 = model.forward(x2)
+    dx2 = model.backward(dout)
+    for name, out in outputs1.items():
+        np.testing.assert_array_equal(out, copies[name], err_msg=name)
+    np.testing.assert_array_equal(dx1, dx1_copy)
+    assert not np.array_equal(logits1, logits2)
+    fresh = small_vgg(in_size=16)                          # the same weights, a model that never pooled
+    conv_ops.release_pool()
+    np.testing.assert_array_equal(fresh.forward(x2), logits2)
+    np.testing.assert_array_equal(fresh.backward(dout), dx2)
+
+
+def test_passes_after_the_second_take_every_array_from_the_pool(rng, pool_everything):
+    """What the pool is for. The second pass still finds the first pass's arrays held by the layer caches
+    until each layer replaces its own, so it adds a few; from the third on, nothing is allocated anew."""
+    from nets import small_vgg
+    model = small_vgg(in_size=16)
+    x = rng.standard_normal((2, 3, 16, 16))
+    sizes = []
+    for _ in range(4):
+        model.forward(x)
+        model.backward(np.ones((2, 5)))
+        sizes.append(sum(len(arrays) for arrays in conv_ops._POOL.values()))
+    assert sizes[0] < sizes[1] == sizes[2] == sizes[3]
