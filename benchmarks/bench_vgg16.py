@@ -131,8 +131,9 @@ def main():
         tx = torch.from_numpy(x)
         for grad, label in [(False, "forward"), (True, "forward + input grad")]:
             repeat = args.repeat if batch == 1 else max(2, args.repeat // 2)
-            t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat)
-            t_pt = median_time(lambda: torch_step(net, tx, grad), repeat)
+            # two untimed passes each: minicnn's second pass still allocates a few arrays (conv_ops.reusable)
+            t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat, warmup=2)
+            t_pt = median_time(lambda: torch_step(net, tx, grad), repeat, warmup=2)
             work = flops * batch * (2 if grad else 1)
             print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f} "
                   f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s", flush=True)

@@ -75,14 +75,31 @@ def reusable(shape, dtype):
     if nbytes < POOL_MIN_BYTES or _FREE_REFS is None:
         return np.empty(shape, dtype)
     with _POOL_LOCK:
-        arrays = _POOL.setdefault((shape, dtype), [])
-        free = _first_free(arrays)
+        free = _first_free(_POOL.get((shape, dtype), []))
         if free is not None:
             return free
         array = np.empty(shape, dtype)
-        if nbytes + sum(a.nbytes for same in _POOL.values() for a in same) <= POOL_MAX_BYTES:
-            arrays.append(array)                  # (a few dozen arrays: the sum costs nothing)
+        if _pooled_bytes() + nbytes > POOL_MAX_BYTES:
+            _drop_free_arrays()                   # of other shapes: an earlier batch size, another model
+        if _pooled_bytes() + nbytes <= POOL_MAX_BYTES:
+            _POOL.setdefault((shape, dtype), []).append(array)
         return array
+
+
+def _pooled_bytes():
+    return sum(a.nbytes for arrays in _POOL.values() for a in arrays)     # (a few dozen arrays)
+
+
+def _drop_free_arrays():
+    for key in list(_POOL):
+        held = []
+        for a in _POOL[key]:
+            if sys.getrefcount(a) > _FREE_REFS:   # the same test as _first_free's
+                held.append(a)
+        if held:
+            _POOL[key] = held
+        else:
+            del _POOL[key]
 
 
 def _first_free(arrays):

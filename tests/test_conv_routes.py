@@ -153,6 +153,18 @@ def test_reusable_skips_small_arrays_and_keeps_at_most_the_cap(monkeypatch):
     assert conv_ops._POOL == {}
 
 
+def test_a_full_pool_drops_the_free_arrays_of_other_shapes_for_new_ones(pool_everything, monkeypatch):
+    monkeypatch.setattr(conv_ops, "POOL_MAX_BYTES", 2000)
+    old = [conv_ops.reusable((100,), np.float64) for _ in range(2)]    # 1600 bytes: the pool is nearly full
+    held = old[0]
+    del old                                                             # one of them is free now
+    new = conv_ops.reusable((60,), np.float64)                         # 480 more: too much, unless ...
+    pooled = {key[0]: len(arrays) for key, arrays in conv_ops._POOL.items()}
+    assert pooled == {(100,): 1, (60,): 1}                             # ... the free one goes
+    assert any(a is held for a in conv_ops._POOL[(100,), np.dtype(np.float64)])
+    assert any(a is new for a in conv_ops._POOL[(60,), np.dtype(np.float64)])
+
+
 def test_outputs_and_gradients_a_caller_keeps_survive_later_passes(rng, pool_everything):
     """The safety of the pool on a whole network: what the caller (or model.outputs) still holds after
     one pass is never written by the next, forward or backward; and the second pass's numbers are right."""
