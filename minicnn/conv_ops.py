@@ -94,7 +94,7 @@ def _drop_free_arrays():
     for key in list(_POOL):
         held = []
         for a in _POOL[key]:
-            if sys.getrefcount(a) > _FREE_REFS:   # the same test as _first_free's
+            if sys.getrefcount(a) > _FREE_REFS:   # the same references as in _first_free
                 held.append(a)
         if held:
             _POOL[key] = held
@@ -103,15 +103,18 @@ def _drop_free_arrays():
 
 
 def _first_free(arrays):
-    for a in arrays:
+    """The free array used last (likeliest still in the cache), moved to the end of the list; or None."""
+    for i in range(len(arrays) - 1, -1, -1):
+        a = arrays[i]
         if sys.getrefcount(a) <= _FREE_REFS:
+            arrays.append(arrays.pop(i))
             return a
     return None
 
 
 def _refs_when_free(arrays):
-    for a in arrays:                  # the same references as in _first_free: the list, a, the argument
-        return sys.getrefcount(a)
+    a = arrays[0]                     # the same references as in _first_free: the list, a, the argument
+    return sys.getrefcount(a)
 
 
 # Other Pythons (PyPy) count references differently, or not at all: no pool there.
