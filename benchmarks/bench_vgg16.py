@@ -14,6 +14,7 @@ noisy copy: 40 GB for 8 images). Minutes.
 """
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 
@@ -104,6 +105,24 @@ def child_peak(side, case, n_images):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def per_image_ratio(model, net, batch, rounds):
+    """Per-image time of forward + input gradient at `batch` over batch 1, in rounds that alternate the two
+    (on a shared machine, speed drifts by 10-20% over minutes; rounds side by side see the same machine)."""
+    import torch
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    steps = {"minicnn": lambda xs: minicnn_step(model, xs, True),
+             "torch": lambda xs: torch_step(net, torch.from_numpy(xs), True)}
+    for side, step in steps.items():
+        ratios = []
+        for _ in range(rounds):
+            one = median_time(lambda: step(x[:1]), 3, warmup=2)
+            many = median_time(lambda: step(x), 1, warmup=2)
+            ratios.append(many / batch / one)
+        spread = " ".join(f"{r:.2f}" for r in ratios)
+        print(f"{side}: per image at batch {batch} / batch 1, alternating rounds: median "
+              f"{statistics.median(ratios):.2f} (rounds: {spread})", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
@@ -137,6 +156,8 @@ def main():
             work = flops * batch * (2 if grad else 1)
             print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f} "
                   f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s", flush=True)
+    if max(args.batches) > 1:
+        per_image_ratio(model, net, max(args.batches), args.repeat)
     cases = [("grad", 1, "peak RSS, batch 1, fwd+grad")]
     if args.smoothgrad_images:
         cases.append(("smoothgrad", args.smoothgrad_images, f"peak RSS, SmoothGrad-50, {args.smoothgrad_images} images"))
