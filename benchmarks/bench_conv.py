@@ -1,7 +1,10 @@
 """minicnn Conv2d vs torch.nn.functional.conv2d on VGG-16's convolutions.
 
 224x224 input, batch 1, float32, one process, the same threads for both.
-Prints per layer: forward time, input-gradient time, and minicnn / torch ratios.
+Prints per layer: forward time, input-gradient time, and minicnn / torch ratios;
+then minicnn's matrix products alone ("mm": the same products, in the shapes
+``minicnn.conv_ops`` gives them), so the rest of each layer's time (copies in,
+tap rows added out) is visible; and the same for the first linear layer.
 
     python benchmarks/bench_conv.py [--repeat 5] [--batch 1]
 """
@@ -17,11 +20,47 @@ use_native_kernels()
 import numpy as np  # noqa: E402
 
 import minicnn as mc  # noqa: E402
+from minicnn.conv_ops import shifted_pays  # noqa: E402
 
 # (in_channels, out_channels, spatial size) of VGG-16's 13 convolutions at 224x224
 VGG16_CONVS = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56), (256, 256, 56),
                (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 28), (512, 512, 14), (512, 512, 14),
                (512, 512, 14)]
+
+
+def product_operands(cin, cout, size, batch, rng):
+    """The operands of the one matrix product of the forward pass, and of the input gradient, as
+    ``conv_ops`` routes a 3x3, padding-1 convolution: shifted rows (taps (3F, 3C) times rows (3C, P)
+    on the padded grid) or im2col (w (F, 9C) times columns (9C, H*W)); the input gradient is the
+    transposed shifted convolution or w^T (9C, F) times dout (F, H*W)."""
+    grid, pixels = batch * (size + 2) ** 2, batch * size * size
+
+    def pair(rows, inner, cols):
+        return rng.random((rows, inner), dtype=np.float32), rng.random((inner, cols), dtype=np.float32)
+    forward = pair(3 * cout, 3 * cin, grid) if shifted_pays(cin, 3, 3, size) else pair(cout, 9 * cin, pixels)
+    if cout <= cin and shifted_pays(cout, 3, 3, size):
+        grad = pair(3 * cin, 3 * cout, grid)
+    else:
+        w = rng.random((cout, 9 * cin), dtype=np.float32)
+        grad = (w.T, rng.random((cout, pixels), dtype=np.float32))    # W^T read in place, as conv_ops does
+    return forward, grad
+
+
+def products_alone(args, rng):
+    print(f"{'layer':>16} {'fwd mm':>8} {'dx mm':>8}   (minicnn's matrix products alone)")
+    totals = np.zeros(2)
+    for cin, cout, size in VGG16_CONVS[:args.layers]:
+        t = []
+        for a, b in product_operands(cin, cout, size, args.batch, rng):
+            out = np.empty((a.shape[0], b.shape[1]), np.float32)
+            t.append(median_time(lambda: np.matmul(a, b, out=out), args.repeat))
+        totals += t
+        print(f"{f'{cin}->{cout}@{size}':>16} {t[0]*1e3:7.1f}ms {t[1]*1e3:7.1f}ms")
+    print(f"{'total':>16} {totals[0]*1e3:7.1f}ms {totals[1]*1e3:7.1f}ms")
+    w = rng.random((4096, 25088), dtype=np.float32)      # classifier.0: 400 MB of weights, read once each way
+    x, g = rng.random((args.batch, 25088), dtype=np.float32), rng.random((args.batch, 4096), dtype=np.float32)
+    print(f"{'linear 25088->4096':>18}: forward {median_time(lambda: x @ w.T, args.repeat) * 1e3:.1f}ms, "
+          f"input gradient {median_time(lambda: g @ w, args.repeat) * 1e3:.1f}ms")
 
 
 def main():
@@ -53,6 +92,7 @@ def main():
               f"{t[2]*1e3:7.1f}ms {t[3]*1e3:7.1f}ms {t[2]/t[3]:6.2f}")
     print(f"{'total':>16} {totals[0]*1e3:7.1f}ms {totals[1]*1e3:7.1f}ms {totals[0]/totals[1]:6.2f} "
           f"{totals[2]*1e3:7.1f}ms {totals[3]*1e3:7.1f}ms {totals[2]/totals[3]:6.2f}")
+    products_alone(args, rng)
 
 
 if __name__ == "__main__":

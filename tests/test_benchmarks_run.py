@@ -15,7 +15,7 @@ pytestmark = [needs_captum, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("script,args,expect", [
-    ("bench_conv.py", ["--layers", "2", "--repeat", "1"], "64->64@224"),
+    ("bench_conv.py", ["--layers", "2", "--repeat", "1"], "linear 25088->4096: forward"),
     ("bench_vgg16.py", ["--batches", "1", "2", "--repeat", "1"], "per image at batch 2 / batch 1, alternating rounds"),
     ("bench_attribution.py", ["--repeat", "1", "--samples", "2", "--steps", "2", "--batch", "2", "--perturbations", "4"],
      "kernel_shap (4 samples)"),
