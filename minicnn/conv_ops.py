@@ -62,7 +62,8 @@ def reusable(shape, dtype):
     page is a page fault; when it is freed the pages go back, and the next
     pass pays again: 11% of VGG-16's forward + input gradient at batch 8.
     The activations have the same shapes pass after pass, so the arrays of
-    the last pass are taken again (PyTorch's caching allocator does the same).
+    the last pass are taken again (PyTorch's caching allocator does the same on
+    the GPU).
 
     "Nobody holds it": the reference count of the array is the pool's own. A
     cache, ``model.outputs``, a caller's variable or a view of it all hold it,
@@ -90,35 +91,33 @@ def _pooled_bytes():
     return sum(a.nbytes for arrays in _POOL.values() for a in arrays)     # (a few dozen arrays)
 
 
+def _references(arrays, i):
+    """How many references arrays[i] has, counted the same way every time: the list's, a's, the argument's,
+    and any outside holder's."""
+    a = arrays[i]
+    return sys.getrefcount(a)
+
+
+def _first_free(arrays):
+    """The free array used last (likeliest still in the cache), moved to the end of the list; or None."""
+    for i in range(len(arrays) - 1, -1, -1):
+        if _references(arrays, i) <= _FREE_REFS:
+            arrays.append(arrays.pop(i))
+            return arrays[-1]
+    return None
+
+
 def _drop_free_arrays():
-    for key in list(_POOL):
-        held = []
-        for a in _POOL[key]:
-            if sys.getrefcount(a) > _FREE_REFS:   # the same references as in _first_free
-                held.append(a)
+    for key, arrays in list(_POOL.items()):
+        held = [arrays[i] for i in range(len(arrays)) if _references(arrays, i) > _FREE_REFS]
         if held:
             _POOL[key] = held
         else:
             del _POOL[key]
 
 
-def _first_free(arrays):
-    """The free array used last (likeliest still in the cache), moved to the end of the list; or None."""
-    for i in range(len(arrays) - 1, -1, -1):
-        a = arrays[i]
-        if sys.getrefcount(a) <= _FREE_REFS:
-            arrays.append(arrays.pop(i))
-            return a
-    return None
-
-
-def _refs_when_free(arrays):
-    a = arrays[0]                     # the same references as in _first_free: the list, a, the argument
-    return sys.getrefcount(a)
-
-
-# Other Pythons (PyPy) count references differently, or not at all: no pool there.
-_FREE_REFS = _refs_when_free([np.empty(0)]) if sys.implementation.name == "cpython" else None
+# An array nobody else holds. Other Pythons (PyPy) count references differently, or not at all: no pool there.
+_FREE_REFS = _references([np.empty(0)], 0) if sys.implementation.name == "cpython" else None
 
 
 def release_pool():
