@@ -5,8 +5,9 @@
     out = model.forward(x)                              # x: (N, 3, H, W)
     dx = model.backward(dout, relu_rule="guided")       # the Guided Backprop rule at every ReLU
 """
-from .layers import (RELU_RULES, AdaptiveAvgPool2d, AvgPool2d, ConstantPad2d, Conv2d, Dropout, Flatten, Layer, Linear,
-                     MaxPool2d, Normalize, ReLU)
+from .layers import (RELU_RULES, AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ConstantPad2d, Conv2d, Dropout, Flatten,
+                     Identity, Layer, Linear, MaxPool2d, Normalize, ReLU)
+from .blocks import BackwardContext, Block, Residual
 from .sequential import Sequential
 from .losses import softmax, softmax_cross_entropy
 from .optim import SGD, Adam
@@ -19,8 +20,8 @@ from . import hub, models
 __version__ = "0.1.0"
 
 __all__ = [
-    "RELU_RULES", "AdaptiveAvgPool2d", "AvgPool2d", "ConstantPad2d", "Conv2d", "Dropout", "Flatten", "Layer", "Linear",
-    "MaxPool2d", "Normalize", "ReLU", "Sequential", "softmax", "softmax_cross_entropy", "SGD", "Adam", "evaluate_accuracy",
+    "RELU_RULES", "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "ConstantPad2d", "Conv2d", "Dropout", "Flatten",
+    "Identity", "Layer", "Linear", "MaxPool2d", "Normalize", "ReLU", "BackwardContext", "Block", "Residual", "Sequential", "softmax", "softmax_cross_entropy", "SGD", "Adam", "evaluate_accuracy",
     "fit", "check_layer", "numeric_vjp", "rel_error", "CheckpointError", "load_torch_checkpoint", "load_weights",
     "save_weights", "hub", "models",
 ]

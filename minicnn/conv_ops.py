@@ -1,5 +1,5 @@
-"""The speed machinery behind ``Conv2d``: im2col, shifted rows, col2im, reused
-scratch buffers and arrays, and a memory budget. ``minicnn.layers.Conv2d`` states the
+"""The speed machinery behind ``Conv2d``: im2col, shifted rows, col2im, a reused
+scratch buffer, and a memory budget. ``minicnn.layers.Conv2d`` states the
 algorithm in a few lines and calls the three functions at the end of this file:
 
     conv2d(x, w, stride, padding, bias)                out = w * x + b
@@ -15,9 +15,6 @@ machine's peak; the unfolding is a copy, and the tricks below keep that copy
 cheap (reused buffers), small (for stride 1, ``conv2d_shifted`` copies KW
 shifted images instead of KH*KW) and bounded (a few images at a time).
 """
-import sys
-import threading
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -45,85 +42,6 @@ def scratch(shape, dtype, name="columns"):
     if buf is None or buf.size < n:
         buf = _SCRATCH[name, dtype] = np.empty(n, dtype)
     return buf[:n].reshape(shape)
-
-
-POOL_MIN_BYTES = 2 ** 22
-POOL_MAX_BYTES = 2 ** 31
-_POOL = {}                      # (shape, dtype) -> the arrays made for it
-_POOL_LOCK = threading.Lock()
-
-
-def reusable(shape, dtype):
-    """An uninitialised array like ``np.empty(shape, dtype)``: one made by an
-    earlier pass that nobody holds any more, or a new one.
-
-    Why: a fresh array of more than 32 MB (VGG-16's activations at batch 8)
-    comes from the operating system as new pages, and every first touch of a
-    page is a page fault; when it is freed the pages go back, and the next
-    pass pays again: 11% of VGG-16's forward + input gradient at batch 8.
-    The activations have the same shapes pass after pass, so the arrays of
-    the last pass are taken again (PyTorch's caching allocator does the same on
-    the GPU).
-
-    "Nobody holds it": the reference count of the array is the pool's own. A
-    cache, ``model.outputs``, a caller's variable or a view of it all hold it,
-    so what anyone can still read is never handed out again. Below
-    POOL_MIN_BYTES the C allocator already reuses freed memory; the pool keeps
-    POOL_MAX_BYTES at most (``release_pool`` lets it all go).
-    """
-    shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes < POOL_MIN_BYTES or _FREE_REFS is None:
-        return np.empty(shape, dtype)
-    with _POOL_LOCK:
-        free = _first_free(_POOL.get((shape, dtype), []))
-        if free is not None:
-            return free
-        array = np.empty(shape, dtype)
-        if _pooled_bytes() + nbytes > POOL_MAX_BYTES:
-            _drop_free_arrays()                   # of other shapes: an earlier batch size, another model
-        if _pooled_bytes() + nbytes <= POOL_MAX_BYTES:
-            _POOL.setdefault((shape, dtype), []).append(array)
-        return array
-
-
-def _pooled_bytes():
-    return sum(a.nbytes for arrays in _POOL.values() for a in arrays)     # (a few dozen arrays)
-
-
-def _references(arrays, i):
-    """How many references arrays[i] has, counted the same way every time: the list's, a's, the argument's,
-    and any outside holder's."""
-    a = arrays[i]
-    return sys.getrefcount(a)
-
-
-def _first_free(arrays):
-    """The free array used last (likeliest still in the cache), moved to the end of the list; or None."""
-    for i in range(len(arrays) - 1, -1, -1):
-        if _references(arrays, i) <= _FREE_REFS:
-            arrays.append(arrays.pop(i))
-            return arrays[-1]
-    return None
-
-
-def _drop_free_arrays():
-    for key, arrays in list(_POOL.items()):
-        held = [arrays[i] for i in range(len(arrays)) if _references(arrays, i) > _FREE_REFS]
-        if held:
-            _POOL[key] = held
-        else:
-            del _POOL[key]
-
-
-# An array nobody else holds. Other Pythons (PyPy) count references differently, or not at all: no pool there.
-_FREE_REFS = _references([np.empty(0)], 0) if sys.implementation.name == "cpython" else None
-
-
-def release_pool():
-    """Let the reusable arrays go (the memory returns to the system once nobody holds them)."""
-    with _POOL_LOCK:
-        _POOL.clear()
 
 
 def im2col(x, kh, kw, stride, padding, reuse=False):
@@ -159,7 +77,7 @@ def col2im(dcols, x_shape, kh, kw, stride, padding):
     ph, pw = padding
     Ho = conv_output_size(H, kh, stride[0], ph)
     Wo = conv_output_size(W, kw, stride[1], pw)
-    dx = reusable((N, C, H + 2 * ph, W + 2 * pw), dcols.dtype)
+    dx = np.empty((N, C, H + 2 * ph, W + 2 * pw), dcols.dtype)
     dx.fill(0)
     d = dcols.reshape(N, C, kh, kw, Ho, Wo)
     for i in range(kh):
@@ -222,7 +140,7 @@ def conv2d_shifted(x, w, padding=(0, 0), bias=None):
     Hp, Wp = H + 2 * ph, W + 2 * pw
     Ho, Wo = Hp - kh + 1, Wp - kw + 1
     w_all = w.transpose(2, 0, 3, 1).reshape(kh * F, kw * C)       # (KH*F, KW*C), a copy
-    out = reusable((N, F, Ho, Wo), x.dtype)
+    out = np.empty((N, F, Ho, Wo), x.dtype)
     per_image = max(kw * C, kh * F) * Hp * Wp * x.itemsize
     for part in image_chunks(N, per_image):
         n = part.stop - part.start
@@ -280,7 +198,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), bias=None):
     Wo = conv_output_size(W, kw, stride[1], padding[1])
     if tuple(stride) == (1, 1) and shifted_pays(C, kh, kw, Wo):
         return conv2d_shifted(x, w, padding, bias)
-    out = reusable((N, F, Ho * Wo), x.dtype)
+    out = np.empty((N, F, Ho * Wo), x.dtype)
     for part in image_chunks(N, C * kh * kw * Ho * Wo * x.itemsize):
         cols = im2col(x[part], kh, kw, stride, padding, reuse=True)     # (n, C*KH*KW, H'*W')
         np.matmul(w.reshape(F, -1), cols, out=out[part])                 # (n, F, H'*W')
@@ -310,7 +228,7 @@ def conv2d_input_grad(dout, w, x_shape, stride=(1, 1), padding=(0, 0)):
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)         # a view; conv2d_shifted copies it once
         return conv2d_shifted(dout, w_flipped, (kh - 1 - padding[0], kw - 1 - padding[1]))
     d = dout.reshape(N, F, Ho * Wo)
-    dx = reusable(x_shape, dout.dtype)
+    dx = np.empty(x_shape, dout.dtype)
     for part in image_chunks(N, w[0].size * Ho * Wo * dout.itemsize):
         dcols = scratch((part.stop - part.start, w[0].size, Ho * Wo), dout.dtype)
         np.matmul(w.reshape(F, -1).T, d[part], out=dcols)            # (n, C*KH*KW, H'*W')

@@ -10,7 +10,7 @@ the rounding error of f swamps the difference.
 """
 import numpy as np
 
-from .sequential import Sequential
+from .blocks import Block
 
 
 def numeric_vjp(f, x, dout, h=1e-6):
@@ -52,7 +52,7 @@ def check_layer(layer, x, dout=None, h=1e-6, seed=0):
     """Compare a layer's backward with numeric gradients, for the input and
     every parameter. Returns ``{"x": err, "weight": err, ...}`` (rel_error).
 
-    layer: any minicnn layer (or Sequential), with float64 parameters.
+    layer: any minicnn layer or block (a whole model), with float64 parameters.
     x: a float64 input. Keep it away from kinks (ReLU at 0, max-pool ties),
         where the function has no derivative and no check can pass.
     dout: the upstream gradient; random normal by default.
@@ -65,7 +65,7 @@ def check_layer(layer, x, dout=None, h=1e-6, seed=0):
         dout = np.random.default_rng(seed).standard_normal(out.shape)
     dx = layer.backward(dout, param_grads=True)
     errors = {"x": rel_error(dx, numeric_vjp(layer.forward, x, dout, h))}
-    if isinstance(layer, Sequential):
+    if isinstance(layer, Block):
         owners = {f"{name}.{key}": (leaf, key) for name, leaf in layer.named_layers() for key in leaf.params}
     else:
         owners = {key: (layer, key) for key in layer.params}

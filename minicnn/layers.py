@@ -19,7 +19,7 @@ import copy
 import numpy as np
 
 from . import conv_ops
-from .conv_ops import conv_output_size, plane_blocks, reusable
+from .conv_ops import conv_output_size, plane_blocks
 
 RELU_RULES = ("gradient", "deconvnet", "guided", "rescale")
 RESCALE_EPS = 1e-10            # DeepLIFT: below this |x - x_ref|, the secant falls back to the gradient (Captum's)
@@ -56,13 +56,16 @@ class Layer:
         params: dict of parameter arrays ("weight", "bias"), PyTorch names.
         grads: dict of parameter gradients, same keys, filled by
             ``backward(dout, param_grads=True)``.
+        buffers: dict of state that is saved with the weights but not trained
+            (batch norm's running statistics), PyTorch names.
         cache: what ``forward`` saved for ``backward``; None before forward.
-        training: train mode (Dropout active) or eval mode.
+        training: train mode (Dropout active, batch norm on batch statistics) or eval mode.
     """
 
     def __init__(self):
         self.name = type(self).__name__
         self.params = {}
+        self.buffers = {}
         self.grads = {}
         self.cache = None
         self.training = False
@@ -75,6 +78,15 @@ class Layer:
 
     def extra_repr(self):
         return ""
+
+    def backprop(self, dout, ctx):
+        """This layer's step in a whole model's backward pass (``minicnn.blocks``).
+
+        ctx: the pass's settings (``BackwardContext``: the ReLU rule, DeepLIFT's
+        reference, whether to fill parameter gradients). Each layer reads only
+        the settings it uses: most layers, ``param_grads``; ReLU its rule.
+        """
+        return self.backward(dout, param_grads=ctx.param_grads)
 
     def with_params(self, **params):
         """A copy of this layer computing with other parameters (same shapes and dtype), its own cache.
@@ -220,9 +232,9 @@ class ReLU(Layer):
             raise TypeError(f"{self.name}: expected a floating-point NumPy array, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
         self.cache = x
-        return np.maximum(x, 0, out=reusable(x.shape, x.dtype))     # out=: an array from the pool
+        return np.maximum(x, 0)
 
-    def backward(self, dout, rule="gradient", param_grads=False, reference=None, out=None):
+    def backward(self, dout, rule="gradient", param_grads=False, reference=None):
         """dout: same shape as x -> dx. ``rule`` picks the attribution method:
 
         ============  ==================================================  ==================
@@ -237,24 +249,24 @@ class ReLU(Layer):
         "rescale" is DeepLIFT's rule: it needs ``reference``, the ReLU's input
         x_ref when the model ran on the baseline, and takes the plain gradient
         where ``|x - x_ref| < RESCALE_EPS``.
-
-        out: an array to write dx into, ``dout`` itself included (NumPy's
-        ``out=``). ``Sequential.backward`` passes the gradient it owns, which
-        saves a fresh array per ReLU; None (the default) leaves dout alone.
         """
         x = self._cached()
         self._check_dout(dout, x.shape)
         if rule == "gradient":      # Vanilla Gradient (Simonyan et al. 2013)
-            return np.multiply(dout, x > 0, out=out)
+            return dout * (x > 0)
         if rule == "deconvnet":     # DeconvNet (Zeiler & Fergus 2014)
-            return np.multiply(dout, dout > 0, out=out)
+            return dout * (dout > 0)
         if rule == "guided":        # Guided Backprop (Springenberg et al. 2015)
-            return np.multiply(dout, (x > 0) & (dout > 0), out=out)
+            return dout * ((x > 0) & (dout > 0))
         if rule == "rescale":       # DeepLIFT Rescale (Shrikumar et al. 2017): the secant, not the tangent
             x_ref = self._reference(reference)
-            return np.multiply(dout, np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
-                                              secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref)), out=out)
+            return dout * np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
+                                   secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))
         raise ValueError(f"{self.name}: unknown ReLU rule {rule!r}; use one of {RELU_RULES}")
+
+    def backprop(self, dout, ctx):
+        """In a model's backward pass: the ReLU rule of ``ctx`` (and, for "rescale", this ReLU's reference)."""
+        return self.backward(dout, rule=ctx.relu_rule, reference=ctx.reference_for(self))
 
     def _reference(self, reference):
         if not isinstance(reference, np.ndarray) or reference.shape != self.cache.shape:
@@ -313,7 +325,7 @@ class MaxPool2d(Layer):
             raise ValueError(f"{self.name}: input {H}x{W} is smaller than the pooling window {kh}x{kw}")
         Ho, Wo = conv_output_size(H, kh, s[0], ph), conv_output_size(W, kw, s[1], pw)
         planes = self._planes(x)                                        # (N*C, 1, H + 2ph, W + 2pw)
-        out = reusable((N * C, 1, Ho, Wo), x.dtype)
+        out = np.empty((N * C, 1, Ho, Wo), x.dtype)
         for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             for k, v in _window_views(planes[b], kh, kw, s, Ho, Wo):
                 if k == 0:
@@ -355,8 +367,7 @@ class MaxPool2d(Layer):
         Ho, Wo = out.shape[2:]
         planes = self._planes(x)
         d, out = d.reshape(N * C, 1, Ho, Wo), out.reshape(N * C, 1, Ho, Wo)
-        dx = reusable((N * C, 1, H + 2 * ph, W + 2 * pw), d.dtype)
-        dx.fill(0)
+        dx = np.zeros((N * C, 1, H + 2 * ph, W + 2 * pw), d.dtype)
         overlapping = s[0] < kh or s[1] < kw
         for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
             taken = np.zeros(out[b].shape, dtype=bool)
@@ -371,6 +382,10 @@ class MaxPool2d(Layer):
                 else:
                     np.multiply(d[b], switch, out=view)                 # each element is in one window at most
         return dx.reshape(N, C, H + 2 * ph, W + 2 * pw)[:, :, ph:ph + H, pw:pw + W]
+
+    def backprop(self, dout, ctx):
+        """In a model's backward pass: DeepLIFT's treatment when ``ctx`` carries a reference, else the gradient."""
+        return self.backward(dout, reference=ctx.reference_for(self))
 
     def rescale_backward(self, dout, reference):
         """DeepLIFT's multipliers through max-pooling (the rule Captum's ``maxpool`` intends).
@@ -482,6 +497,114 @@ class AdaptiveAvgPool2d(Layer):
             return dout
         self._check_dout(dout, dout.shape[:2] + (Ph.shape[0], Pw.shape[0]))
         return Ph.T @ dout @ Pw
+
+
+# --------------------------------------------------------------------------
+# Batch normalization
+# --------------------------------------------------------------------------
+
+class BatchNorm2d(Layer):
+    """Batch normalization (Ioffe & Szegedy 2015) per channel, PyTorch's names and defaults.
+
+    ``out = (x - mean) / sqrt(var + eps) * weight + bias`` with, per channel c,
+
+    - in training: the batch's mean and (biased) variance over (N, H, W); the
+      running statistics move towards them, ``running = (1 - momentum) * running
+      + momentum * batch`` (the running variance takes the unbiased batch
+      variance, as PyTorch), and ``num_batches_tracked`` counts the batches;
+    - in eval mode (the default here): ``running_mean`` and ``running_var``,
+      so the layer is a fixed affine map ``x * scale + shift`` per channel.
+
+    weight (gamma): (C,), bias (beta): (C,); buffers running_mean (C,),
+    running_var (C,), num_batches_tracked () int64. A state dict without
+    ``num_batches_tracked`` (older torchvision files) loads too.
+    """
+
+    optional_buffers = ("num_batches_tracked",)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        if not (eps > 0 and 0 <= momentum <= 1):
+            raise ValueError(f"BatchNorm2d: eps must be > 0 and momentum in [0, 1], got {eps!r}, {momentum!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.params["weight"] = np.ones(num_features, dtype)
+        self.params["bias"] = np.zeros(num_features, dtype)
+        self.buffers["running_mean"] = np.zeros(num_features, dtype)
+        self.buffers["running_var"] = np.ones(num_features, dtype)
+        self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+    def affine(self):
+        """(scale, shift), each (C,): eval mode's ``out = x * scale + shift`` (LRP folds them into a conv)."""
+        scale = self.params["weight"] / np.sqrt(self.buffers["running_var"] + self.eps)
+        return scale, self.params["bias"] - self.buffers["running_mean"] * scale
+
+    def forward(self, x):
+        """x: (N, C, H, W) -> out: same shape.
+        Cache: ("eval", x) or, in training, ("train", xhat, 1 / sqrt(var + eps))."""
+        self._check_input(x, 4, "(N, C, H, W)", channels=self.num_features)
+        if not self.training:
+            scale, shift = self.affine()
+            self.cache = ("eval", x)
+            return x * scale[:, None, None] + shift[:, None, None]
+        count = x.shape[0] * x.shape[2] * x.shape[3]             # values per channel in this batch
+        if count < 2:
+            raise ValueError(f"{self.name}: training needs more than one value per channel, got input {x.shape}")
+        mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+        inv_std = 1 / np.sqrt(var + self.eps)
+        xhat = (x - mean[:, None, None]) * inv_std[:, None, None]
+        m = self.momentum
+        self.buffers["running_mean"] = ((1 - m) * self.buffers["running_mean"] + m * mean).astype(x.dtype)
+        self.buffers["running_var"] = ((1 - m) * self.buffers["running_var"]
+                                       + m * var * count / (count - 1)).astype(x.dtype)
+        self.buffers["num_batches_tracked"] = self.buffers["num_batches_tracked"] + 1
+        self.cache = ("train", xhat, inv_std)
+        return xhat * self.params["weight"][:, None, None] + self.params["bias"][:, None, None]
+
+    def backward(self, dout, param_grads=False):
+        """dout: (N, C, H, W) -> dx: same shape; with param_grads, grads["weight"], grads["bias"]: (C,).
+
+        Eval mode: the affine map's gradient, ``dx = dout * scale``. Training:
+        the batch mean and variance depend on every x too, which takes two sums
+        per channel off each gradient:
+        ``dx = inv_std * (g - mean(g) - xhat * mean(g * xhat))`` with ``g = dout * weight``.
+        """
+        mode, *saved = self._cached()
+        self._check_dout(dout, saved[0].shape)
+        gamma = self.params["weight"][:, None, None]
+        if mode == "eval":
+            (x,) = saved
+            scale, _ = self.affine()
+            xhat = None
+            dx = dout * scale[:, None, None]
+        else:
+            xhat, inv_std = saved
+            g = dout * gamma
+            dx = inv_std[:, None, None] * (g - g.mean(axis=(0, 2, 3))[:, None, None]
+                                           - xhat * (g * xhat).mean(axis=(0, 2, 3))[:, None, None])
+        if param_grads:
+            if xhat is None:
+                xhat = (x - self.buffers["running_mean"][:, None, None]) / np.sqrt(
+                    self.buffers["running_var"] + self.eps)[:, None, None]
+            self.grads["weight"] = (dout * xhat).sum(axis=(0, 2, 3))
+            self.grads["bias"] = dout.sum(axis=(0, 2, 3))
+        return dx
+
+
+class Identity(Layer):
+    """``out = x`` (torch.nn.Identity): stands where a layer was taken out, e.g. a batch norm folded into
+    the convolution before it, or a pooling removed for a comparison."""
+
+    def forward(self, x):
+        """Cache: the shape."""
+        self.cache = np.shape(x)
+        return x
+
+    def backward(self, dout, param_grads=False):
+        self._check_dout(dout, self._cached())
+        return dout
 
 
 # --------------------------------------------------------------------------

@@ -114,11 +114,12 @@ def test_lookup_by_name_and_outputs(rng):
                          "flatten": mc.Flatten(), "fc": mc.Linear(2 * 2 * 2, 3, rng=0)})
     assert isinstance(net["features.1"], mc.ReLU) and net["features.1"].name == "features.1"
     assert isinstance(net["features"], mc.Sequential) and net.features is net["features"]
-    with pytest.raises(KeyError, match="features.0, features.1, flatten, fc"):
+    with pytest.raises(KeyError, match="features, features.0, features.1, flatten, fc"):
         net["features.7"]
     x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
     out = net.forward(x)
-    assert list(net.outputs) == ["features.0", "features.1", "flatten", "fc"]
+    assert list(net.outputs) == ["features.0", "features.1", "features", "flatten", "fc"]   # a block after its children
+    assert net.outputs["features"] is net.outputs["features.1"]
     assert net.outputs["fc"] is out
     np.testing.assert_array_equal(net.outputs["features.1"], np.maximum(net.outputs["features.0"], 0))
     # the gradient arriving at a layer's output, as Grad-CAM needs it
