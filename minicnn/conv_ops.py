@@ -198,6 +198,11 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), bias=None):
     Wo = conv_output_size(W, kw, stride[1], padding[1])
     if tuple(stride) == (1, 1) and shifted_pays(C, kh, kw, Wo):
         return conv2d_shifted(x, w, padding, bias)
+    if (kh, kw) == (1, 1) and tuple(padding) == (0, 0):     # 1x1 (ResNet's): the image itself is the columns
+        out = np.matmul(w.reshape(F, C), x[:, :, ::stride[0], ::stride[1]].reshape(N, C, Ho * Wo))
+        if bias is not None:
+            out += bias[:, None]
+        return out.reshape(N, F, Ho, Wo)
     out = np.empty((N, F, Ho * Wo), x.dtype)
     for part in image_chunks(N, C * kh * kw * Ho * Wo * x.itemsize):
         cols = im2col(x[part], kh, kw, stride, padding, reuse=True)     # (n, C*KH*KW, H'*W')
@@ -228,6 +233,13 @@ def conv2d_input_grad(dout, w, x_shape, stride=(1, 1), padding=(0, 0)):
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)         # a view; conv2d_shifted copies it once
         return conv2d_shifted(dout, w_flipped, (kh - 1 - padding[0], kw - 1 - padding[1]))
     d = dout.reshape(N, F, Ho * Wo)
+    if (kh, kw) == (1, 1) and tuple(padding) == (0, 0):     # 1x1: W^T @ dout lands on every stride-th pixel
+        dsub = np.matmul(w.reshape(F, -1).T, d).reshape((N, x_shape[1], Ho, Wo))
+        if tuple(stride) == (1, 1):
+            return dsub
+        dx = np.zeros(x_shape, dout.dtype)
+        dx[:, :, ::stride[0], ::stride[1]] = dsub
+        return dx
     dx = np.empty(x_shape, dout.dtype)
     for part in image_chunks(N, w[0].size * Ho * Wo * dout.itemsize):
         dcols = scratch((part.stop - part.start, w[0].size, Ho * Wo), dout.dtype)

@@ -1,5 +1,5 @@
-"""Model builders: the VGG family laid out exactly as torchvision names it,
-and the small VGG-style demo net that ships with the package.
+"""Model builders: the VGG and ResNet families laid out exactly as torchvision
+names them, and the small VGG-style demo net that ships with the package.
 
 ``vgg16()`` gives the names torchvision gives, so a torchvision state dict
 loads by name: ``features.0`` ... ``features.30``, ``avgpool``,
@@ -18,7 +18,8 @@ constructor here never looks in the cache or the network.
 import numpy as np
 
 from .imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
-from .layers import AdaptiveAvgPool2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Normalize, ReLU
+from .blocks import Residual
+from .layers import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Normalize, ReLU
 from .sequential import Sequential
 from .weights import load_weights
 
@@ -121,6 +122,140 @@ def vgg19(num_classes=1000, weights=None, **kwargs):
 
 
 ARCHITECTURES = {"vgg11": vgg11, "vgg13": vgg13, "vgg16": vgg16, "vgg19": vgg19}
+
+
+# --------------------------------------------------------------------------
+# ResNet (He et al. 2016), torchvision's layout ("v1.5": the stride is on the 3x3 conv of a bottleneck)
+# --------------------------------------------------------------------------
+
+RESNET_LAYERS = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
+                 "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet101": ("bottleneck", [3, 4, 23, 3]),
+                 "resnet152": ("bottleneck", [3, 8, 36, 3])}
+EXPANSION = {"basic": 1, "bottleneck": 4}          # a block's output channels over its planes
+
+
+def basic_block(inplanes, planes, stride=1, make=None):
+    """torchvision's BasicBlock: ``out = relu2(bn2(conv2(relu1(bn1(conv1(x))))) + shortcut(x))``.
+
+    conv1 (3x3) carries the stride; the shortcut is the identity, or, when the
+    stride or the channels change, ``downsample`` = 1x1 conv with the stride + BN.
+    torchvision applies one ReLU module twice; here each use is its own ReLU
+    (relu1, relu2), which changes no weight name.
+    """
+    conv, bn = make
+    body = {"conv1": conv(inplanes, planes, 3, stride, 1), "bn1": bn(planes), "relu1": ReLU(),
+            "conv2": conv(planes, planes, 3, 1, 1), "bn2": bn(planes)}
+    return Residual(body, _downsample(inplanes, planes, stride, make), {"relu2": ReLU()})
+
+
+def bottleneck(inplanes, planes, stride=1, make=None):
+    """torchvision's Bottleneck: 1x1 conv to ``planes``, 3x3 conv with the stride, 1x1 conv to
+    ``4 * planes``, each with batch norm, then ``out = relu3(body + shortcut(x))``."""
+    conv, bn = make
+    width = planes * EXPANSION["bottleneck"]
+    body = {"conv1": conv(inplanes, planes, 1, 1, 0), "bn1": bn(planes), "relu1": ReLU(),
+            "conv2": conv(planes, planes, 3, stride, 1), "bn2": bn(planes), "relu2": ReLU(),
+            "conv3": conv(planes, width, 1, 1, 0), "bn3": bn(width)}
+    return Residual(body, _downsample(inplanes, width, stride, make), {"relu3": ReLU()})
+
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck}
+
+
+def _downsample(inplanes, outplanes, stride, make):
+    """The shortcut: identity ({}) unless the block changes the stride or the channels."""
+    if stride == 1 and inplanes == outplanes:
+        return {}
+    conv, bn = make
+    return {"downsample": Sequential(conv(inplanes, outplanes, 1, stride, 0), bn(outplanes))}
+
+
+def resnet(block, layers, num_classes=1000, weights=None, normalize=True, width=1.0, dtype=np.float32, seed=0,
+           init=None):
+    """A ResNet in torchvision's layout, so that a torchvision state dict loads by name.
+
+    block: "basic" (ResNet-18/34) or "bottleneck" (ResNet-50/101/152).
+    layers: blocks per stage, e.g. [3, 4, 6, 3].
+    Stem: ``conv1`` 7x7 stride 2 (no bias, like every conv here), ``bn1``,
+    ``relu``, ``maxpool`` 3x3 stride 2 padding 1; stages ``layer1`` ..
+    ``layer4`` (64, 128, 256, 512 planes times ``width``, stride 1, 2, 2, 2);
+    ``avgpool`` to 1x1, ``flatten``, ``fc``.
+    normalize: start with ``Normalize(ImageNet mean, std)`` (images in [0, 1]).
+    width: scales the channels (1.0 is the real network; small widths make quick test models).
+    weights: a path (``.npz`` or ``.pth``) to load, or None for random weights
+        (torchvision's initialisation: He-normal convs with fan_out, batch
+        norm 1 and 0, PyTorch's default for ``fc``), seeded by ``seed``.
+    The model is in eval mode: batch norm uses its running statistics.
+    """
+    if isinstance(weights, str) and weights == "imagenet":
+        raise ValueError("model constructors load files only; for torchvision's ImageNet weights use "
+                         "minicnn.hub.pretrained('resnet50') (after: python -m minicnn download resnet50)")
+    if block not in BLOCKS:
+        raise ValueError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    if len(layers) != 4 or min(layers) < 1:
+        raise ValueError(f"layers must be four block counts >= 1, e.g. [2, 2, 2, 2]; got {layers!r}")
+    rng = np.random.default_rng(seed)
+    init = weights is None if init is None else init
+
+    def conv(cin, cout, k, stride, padding):
+        c = Conv2d(cin, cout, k, stride, padding, bias=False, dtype=dtype, init=False)
+        if init:                                             # kaiming_normal_(mode="fan_out", nonlinearity="relu")
+            c.params["weight"] = (rng.standard_normal(c.params["weight"].shape)
+                                  * np.sqrt(2.0 / (cout * k * k))).astype(dtype)
+        return c
+
+    def bn(c):
+        return BatchNorm2d(c, dtype=dtype)
+
+    def planes_of(p):
+        return max(1, int(round(p * width)))
+
+    inplanes = planes_of(64)
+    stem = {"conv1": conv(3, inplanes, 7, 2, 3), "bn1": bn(inplanes), "relu": ReLU(),
+            "maxpool": MaxPool2d(3, 2, 1)}
+    stages = {}
+    for i, (count, planes, stride) in enumerate(zip(layers, (64, 128, 256, 512), (1, 2, 2, 2))):
+        planes = planes_of(planes)
+        blocks = []
+        for b in range(count):
+            blocks.append(BLOCKS[block](inplanes, planes, stride if b == 0 else 1, (conv, bn)))
+            inplanes = planes * EXPANSION[block]
+        stages[f"layer{i + 1}"] = Sequential(*blocks)
+    head = {"normalize": Normalize(IMAGENET_MEAN, IMAGENET_STD)} if normalize else {}
+    model = Sequential({**head, **stem, **stages, "avgpool": AdaptiveAvgPool2d(1), "flatten": Flatten(),
+                        "fc": Linear(inplanes, num_classes, dtype=dtype, rng=rng, init=init)})
+    if weights is not None:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def resnet18(num_classes=1000, weights=None, **kwargs):
+    """ResNet-18: basic blocks [2, 2, 2, 2], 11,689,512 parameters."""
+    return resnet("basic", [2, 2, 2, 2], num_classes, weights, **kwargs)
+
+
+def resnet34(num_classes=1000, weights=None, **kwargs):
+    """ResNet-34: basic blocks [3, 4, 6, 3], 21,797,672 parameters."""
+    return resnet("basic", [3, 4, 6, 3], num_classes, weights, **kwargs)
+
+
+def resnet50(num_classes=1000, weights=None, **kwargs):
+    """ResNet-50: bottlenecks [3, 4, 6, 3], 25,557,032 parameters."""
+    return resnet("bottleneck", [3, 4, 6, 3], num_classes, weights, **kwargs)
+
+
+def resnet101(num_classes=1000, weights=None, **kwargs):
+    """ResNet-101: bottlenecks [3, 4, 23, 3]."""
+    return resnet("bottleneck", [3, 4, 23, 3], num_classes, weights, **kwargs)
+
+
+def resnet152(num_classes=1000, weights=None, **kwargs):
+    """ResNet-152: bottlenecks [3, 8, 36, 3]."""
+    return resnet("bottleneck", [3, 8, 36, 3], num_classes, weights, **kwargs)
+
+
+ARCHITECTURES.update({"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
+                      "resnet152": resnet152})
 
 
 SHAPES_WEIGHTS = "assets/shapes_net.npz"

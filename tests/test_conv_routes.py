@@ -110,3 +110,18 @@ def test_pooling_in_cache_sized_blocks_equals_one_block_and_takes_an_empty_batch
     pool = mc.MaxPool2d(2)
     empty = pool.forward(np.zeros((0, 3, 4, 4)))
     assert empty.shape == (0, 3, 2, 2) and pool.backward(np.zeros(empty.shape)).shape == (0, 3, 4, 4)
+
+
+@pytest.mark.parametrize("stride,size", [(1, 7), (2, 7), (2, 8), (3, 10)])
+def test_one_by_one_convolutions_are_plain_products_equal_to_the_loops(rng, stride, size):
+    """ResNet's 1x1 convolutions (stride 1 in bottlenecks, 2 in downsamples) skip the columns: the image is one
+    already. Forward, input gradient (odd sizes leave the last rows unsampled) and weight gradient."""
+    layer = mc.Conv2d(4, 6, 1, stride=stride, dtype=F64, rng=0)
+    x = rng.standard_normal((2, 4, size, size + 1))
+    w, b = layer.params["weight"], layer.params["bias"]
+    out = layer.forward(x)
+    np.testing.assert_allclose(out, conv2d_forward_naive(x, w, b, stride, 0), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    ndx, ndw, ndb = conv2d_backward_naive(dout, x, w, stride, 0)
+    np.testing.assert_allclose(layer.backward(dout, param_grads=True), ndx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["weight"], ndw, rtol=1e-12, atol=1e-12)
