@@ -17,6 +17,13 @@ inputs and weights ``rho(W)``:
 through unchanged; max-pooling, flattening and padding pass it like their
 gradient.
 
+Networks with batch norm and skip connections (ResNet) take two more steps,
+Zennit's ResNet canonizer, both visible below: ``canonize`` folds every batch
+norm into the convolution before it (on a copy of the model, whose logits stay
+equal), and ``split_sum`` gives each residual sum its own rule, relevance
+split in proportion to each summand's share. Without the split, each sum
+copies its relevance to both branches, and it doubles at every block.
+
 The rules are Zennit's *generalized* forms (``zennit/rules.py``), which agree
 with the textbook forms on non-negative inputs and stay defined for negative
 ones, so that each composite equals Zennit's composite of the same name:
@@ -37,10 +44,14 @@ rule                       what it computes
 ``Gradient()``             relevance passes like the gradient (max-pool, flatten)
 =========================  ================================================================
 """
+import copy
+import functools
+
 import numpy as np
 
-from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, ConstantPad2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d,
-                            Normalize, ReLU)
+from minicnn.blocks import Block
+from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ConstantPad2d, Conv2d, Dropout, Flatten,
+                            Identity, Linear, MaxPool2d, Normalize, ReLU)
 
 from .methods import check_images, one_hot, resolve_targets
 
@@ -233,13 +244,14 @@ AVERAGE_POOLS = (AvgPool2d, AdaptiveAvgPool2d)
 
 def _default_rule(layer, epsilon=STABILIZER, stabilizer=STABILIZER):
     """What every composite does with a layer it does not name: activations pass, average pools Norm,
-    max-pool, flatten and padding like their gradient, and (in a dict composite) conv/linear layers Epsilon."""
-    if isinstance(layer, (ReLU, Dropout, Normalize)):
+    max-pool, flatten, padding and unfolded batch norms like their gradient, and (in a dict composite)
+    conv/linear layers Epsilon."""
+    if isinstance(layer, (ReLU, Dropout, Normalize, Identity)):
         return Pass()
     if isinstance(layer, AVERAGE_POOLS):
         return Norm(stabilizer)
-    if isinstance(layer, (MaxPool2d, Flatten, ConstantPad2d)):
-        return Gradient()
+    if isinstance(layer, (MaxPool2d, Flatten, ConstantPad2d, BatchNorm2d)):   # a batch norm `canonize` could not
+        return Gradient()                                                    # fold: its gradient (Zennit's too)
     if isinstance(layer, LINEAR_LAYERS):
         return Epsilon(epsilon)
     raise ValueError(f"LRP: no rule for {layer.name} ({type(layer).__name__}); name one in a dict composite")
@@ -334,8 +346,66 @@ def composite_rules(model, composite="epsilon_plus_flat", epsilon=STABILIZER, ga
     return rules
 
 
+# --------------------------------------------------------------------------
+# Batch norm and skip connections: Zennit's ResNet canonizer, as two visible steps
+# --------------------------------------------------------------------------
+
+def canonize(model):
+    """Step 1: a copy of ``model`` with every eval-mode batch norm folded into the convolution right before it.
+
+    ``BN(conv(x)) = scale * (W x + b - mean) / ... + ...`` is one convolution:
+    ``W' = W * scale``, ``b' = b * scale + shift`` per output channel (with
+    ``scale, shift = bn.affine()``); the batch norm becomes ``Identity`` (same
+    name, no parameters). The logits do not change (up to rounding); the
+    relevance does, since the rules now see the batch norm's shift as the
+    conv's bias. The model itself is not touched. A batch norm that does not
+    follow a convolution stays, and passes relevance like its gradient.
+    """
+    clone = _copy_without_activations(model)
+    for _, block in [("", clone)] + clone.named_modules():
+        if not isinstance(block, Block):
+            continue
+        names = list(block.children)
+        for before, name in zip(names, names[1:]):
+            conv, bn = block.children[before], block.children[name]
+            if isinstance(conv, Conv2d) and isinstance(bn, BatchNorm2d) and not bn.training:
+                block.children[before] = _fold(conv, bn)
+                block.children[name] = Identity()
+    clone._set_names("")
+    return clone
+
+
+def _fold(conv, bn):
+    """The convolution that computes ``bn(conv(x))`` in eval mode."""
+    scale, shift = bn.affine()
+    folded = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=True,
+                    dtype=conv.params["weight"].dtype, init=False)
+    folded.params["weight"] = conv.params["weight"] * scale[:, None, None, None]
+    folded.params["bias"] = conv.params.get("bias", 0) * scale + shift
+    return folded
+
+
+def _copy_without_activations(model):
+    """A deep copy of the model's layers and weights, leaving out the last forward's caches and outputs."""
+    memo = {}
+    for _, layer in [("", model)] + model.named_modules():
+        memo[id(layer.cache)] = None
+        if isinstance(layer, Block):
+            memo[id(layer.outputs)], memo[id(layer.inputs)] = {}, {}
+    return copy.deepcopy(model, memo)
+
+
+def split_sum(R, summands, stabilizer=STABILIZER):
+    """Step 2: the rule of a residual sum ``z = a + b``: each summand gets the share it contributed,
+    ``R_a = a * R / z``, ``R_b = b * R / z`` (z stabilized; Zennit's ``Norm`` rule on its ``Sum``).
+    The two add up to R, so relevance is conserved at every block instead of copied to both branches."""
+    a, b = summands
+    s = R / stabilize(a + b, stabilizer)
+    return a * s, b * s
+
+
 def lrp(model, x, target=None, composite="epsilon_plus_flat", epsilon=STABILIZER, gamma=0.25, low=0.0, high=1.0,
-        stabilizer=STABILIZER, return_rules=False):
+        stabilizer=STABILIZER, canonized=True, return_rules=False):
     """Layer-wise Relevance Propagation: relevance at the input, (N, C, H, W).
 
     Relevance starts as the target's logit (one-hot times the logit) and is
@@ -344,15 +414,23 @@ def lrp(model, x, target=None, composite="epsilon_plus_flat", epsilon=STABILIZER
     Conservation: with Epsilon/ZPlus/Flat rules and no biases the input
     relevance sums to the logit; biases and stabilizers absorb some (a test
     shows how much).
+    canonized: fold batch norms into their convolutions (``canonize``) and
+        split relevance at residual sums (``split_sum``), as Zennit's ResNet
+        canonizer; False propagates through the model as it is, each
+        residual sum copying its relevance to both branches (shown in the
+        "Skip connections" tutorial: it doubles at every block).
     return_rules: also return the {layer name: rule} map that was used.
     """
     check_images(x)
-    rules = composite_rules(model, composite, epsilon, gamma, low, high, stabilizer)
-    logits = model.forward(x)
+    net = canonize(model) if canonized and _has_batch_norm(model) else model
+    rules = composite_rules(net, composite, epsilon, gamma, low, high, stabilizer)
+    logits = net.forward(x)
     targets = resolve_targets(target, logits)
-    layers = model.named_layers()
-    inputs = [x] + [model.outputs[name] for name, _ in layers[:-1]]        # each layer's input activation
     R = one_hot(targets, logits) * logits                                  # relevance starts as the logit
-    for (name, layer), a in zip(reversed(layers), reversed(inputs)):
-        R = rules[name](layer, a, R)
+    sum_rule = functools.partial(split_sum, stabilizer=stabilizer) if canonized else None
+    R = net.backward(R, rules=rules, sum_rule=sum_rule)                    # every layer by its rule
     return (R, rules) if return_rules else R
+
+
+def _has_batch_norm(model):
+    return any(isinstance(layer, BatchNorm2d) for _, layer in model.named_layers())

@@ -13,6 +13,7 @@ softmax (as in Simonyan et al. and Grad-CAM).
 """
 import numpy as np
 
+from minicnn.blocks import Residual
 from minicnn.layers import Conv2d, ReLU
 
 from .progress import Progress
@@ -68,7 +69,8 @@ def batch_for(model, n_images, batch_size, most=64):
     """
     if batch_size is not None:
         return check_positive(batch_size, "batch_size")
-    per_image = sum(getattr(out, "nbytes", 0) for out in getattr(model, "outputs", {}).values()) / max(1, n_images)
+    kept = {id(out): out for out in getattr(model, "outputs", {}).values()}     # a block's output is its last layer's
+    per_image = sum(getattr(out, "nbytes", 0) for out in kept.values()) / max(1, n_images)
     return int(min(most, max(1, ACTIVATION_BUDGET // max(per_image, 1))))
 
 
@@ -153,16 +155,44 @@ def guided_backprop(model, x, target=None):
 # --------------------------------------------------------------------------
 
 def default_cam_layer(model):
-    """The rectified output of the last convolution: the ReLU right after the
-    last Conv2d (``features.29`` in VGG-16), or the conv itself if no ReLU follows."""
+    """Where Grad-CAM looks when no layer is named, for any network: the rectified output of the last
+    convolution.
+
+    - In a chain of layers, the ReLU right after the last Conv2d (VGG-16:
+      ``features.29``; shapes_net: ``features.14``), or the conv itself if no
+      ReLU follows.
+    - When the last convolution sits inside a residual block, that block's
+      output (after its sum and ReLU), named by the largest container it ends:
+      ResNet's ``layer4`` (pytorch-grad-cam's ``model.layer4[-1]``, the same array).
+    """
     layers = model.named_layers()
     convs = [i for i, (_, layer) in enumerate(layers) if isinstance(layer, Conv2d)]
     if not convs:
         raise ValueError("the model has no Conv2d layer; name a layer for Grad-CAM")
     i = convs[-1]
+    name = layers[i][0]
+    blocks = [b for b in _ancestors(model, name) if isinstance(model[b], Residual)]
+    if blocks:
+        return _largest_ending_with(model, blocks[0])
     if i + 1 < len(layers) and isinstance(layers[i + 1][1], ReLU):
-        i += 1
-    return layers[i][0]
+        return layers[i + 1][0]
+    return name
+
+
+def _ancestors(model, name):
+    """The blocks holding ``name``, outermost first: "layer4.1.conv2" -> ["layer4", "layer4.1"]."""
+    parts = name.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
+
+
+def _largest_ending_with(model, name):
+    """The outermost container whose last child is (a container ending with) ``name``, below the model."""
+    while "." in name:
+        parent = name.rpartition(".")[0]
+        if list(model[parent].children)[-1] != name.rpartition(".")[2]:
+            break
+        name = parent
+    return name
 
 
 def grad_cam(model, x, target=None, layer=None):
