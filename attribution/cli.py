@@ -2,7 +2,7 @@
 
     attribution demo [--out FILE]
         the shipped shapes model on generated images (no download); writes the figure
-    attribution explain IMAGE... [--model shapes|vgg16|PATH] [--methods ...] [--target CLASS]
+    attribution explain IMAGE... [--model shapes|vgg16|resnet50|...|PATH] [--methods ...] [--target CLASS]
                                  [--out FILE] [--save-maps FILE.npz]
         explain your own images
     attribution evaluate [--n N] [--out DIR]
@@ -22,7 +22,6 @@ DEFAULT_METHODS = ["vanilla_gradient", "deconvnet", "guided_backprop", "grad_cam
 # paper's 15%. The shipped shapes model was trained on images with little noise, and at 15% its maps degrade
 # (tutorial 6 shows the sweep; the evaluation table keeps 15%).
 FIGURE_SETTINGS = {"smoothgrad": {"noise_level": 0.05}}
-MODEL_CHOICES = ("shapes", "vgg16")
 
 
 class UsageError(Exception):
@@ -141,53 +140,50 @@ def run_demo(out, seed=0):
     print(f"figure written to {out.resolve()}")
 
 
-# --model: how each model is built, its class names, and its input size (images are resized so that the
-# shorter side is `resize`, then the centre `size` x `size` is cropped; every model takes [0, 1] images)
-def _shapes():
+# --model: its class names and input size (images are resized so that the shorter side is `resize`, then the
+# centre `size` x `size` is cropped; every model takes [0, 1] images)
+IMAGENET_MODELS = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+MODEL_CHOICES = ("shapes",) + IMAGENET_MODELS
+
+
+def _inputs_of(num_classes):
+    """(class names, size, resize): the shapes model's 6 classes at 64x64, or ImageNet's 1000 at 224
+    (resize 256, as torchvision's V1 weights were evaluated); other class counts are numbered."""
     from minicnn.data import SHAPE_CLASSES
-    from minicnn.models import shapes_net
-    return shapes_net, list(SHAPE_CLASSES), 64, 64
-
-
-def _vgg16():
     from minicnn.imagenet import class_names
-    from minicnn.models import vgg16
-    return vgg16, class_names(), 224, 256
+    if num_classes == len(SHAPE_CLASSES):
+        return list(SHAPE_CLASSES), 64, 64
+    if num_classes == 1000:
+        return class_names(), 224, 256
+    return [str(k) for k in range(num_classes)], 224, 256
 
 
-ARCHITECTURES = {"shapes": _shapes, "vgg16": _vgg16}
-
-
-def load_model(choice):
-    """(model, class names, size, resize) for --model shapes | vgg16 | PATH of a .npz/.pth of either."""
+def load_model(choice, say=print):
+    """(model, class names, size, resize) for --model shapes | vgg16 | resnet50 | ... | PATH of a .npz/.pth
+    whose architecture is recognised from its keys and shapes (``minicnn.models.identify``)."""
+    from minicnn.models import identify, shapes_net
     from minicnn.weights import read_weights
     if choice == "shapes":
-        build, names, size, resize = _shapes()
-        return build(pretrained=True), names, size, resize
-    if choice == "vgg16":
+        return (shapes_net(pretrained=True),) + _inputs_of(6)
+    if choice in IMAGENET_MODELS:
         from minicnn.hub import pretrained
         try:
-            model = pretrained("vgg16")
+            model = pretrained(choice)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
-        return (model,) + _vgg16()[1:]
+        return (model,) + _inputs_of(1000)
     path = Path(choice)
     if not path.exists():
-        raise UsageError(f"unknown model {choice!r}: use {' or '.join(MODEL_CHOICES)}, or the path of a "
+        raise UsageError(f"unknown model {choice!r}: use {', '.join(MODEL_CHOICES)}, or the path of a "
                          f".npz/.pth weights file")
     try:
         state = read_weights(path)
+        name, build, kwargs = identify(state)
+        model = build(**kwargs, init=False).load_state_dict(state)
     except ValueError as e:
-        raise UsageError(str(e)) from None
-    for architecture in ARCHITECTURES.values():
-        build, names, size, resize = architecture()
-        model = build()
-        try:
-            model.load_state_dict(state)
-        except ValueError:
-            continue
-        return model, names, size, resize
-    raise UsageError(f"{path} fits neither the shapes model nor VGG-16 (keys or shapes differ)")
+        raise UsageError(f"{path}: {e}") from None
+    say(f"{path}: recognised {name} ({model.num_parameters():,} parameters)")
+    return (model,) + _inputs_of(model.named_layers()[-1][1].params["weight"].shape[0])
 
 
 def _resolve_target(target, names):
@@ -251,9 +247,10 @@ def build_parser():
                                    "converted to RGB.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--model", default="shapes",
-                   help="'shapes' (the shipped demo model, 64x64 inputs), 'vgg16' (the converted torchvision "
-                        "weights in the cache: python -m minicnn download vgg16) or the path of a .npz/.pth "
-                        "weights file of either (default: %(default)s)")
+                   help="'shapes' (the shipped demo model, 64x64 inputs), an ImageNet model whose torchvision "
+                        f"weights are in the cache ({', '.join(IMAGENET_MODELS)}: python -m minicnn download "
+                        "resnet50), or the path of a .npz/.pth weights file of any of them, whose architecture is "
+                        "recognised from its keys and shapes (default: %(default)s)")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, metavar="METHOD",
                    help=f"columns of the figure, from: {', '.join(METHODS)} (short aliases: "
                         f"{', '.join(f'{a}={n}' for a, n in ALIASES.items())}; default: {' '.join(DEFAULT_METHODS)})")

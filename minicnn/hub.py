@@ -1,9 +1,9 @@
 """torchvision's weights: where they are cached, how they are downloaded and
 verified, and how a ``.pth`` becomes a minicnn ``.npz`` -- all without PyTorch.
 
-    python -m minicnn download vgg16     ->  download("vgg16")
-    python -m minicnn convert vgg16 SRC.pth -o DST.npz
-    model = minicnn.hub.pretrained("vgg16")
+    python -m minicnn download vgg16     ->  download("vgg16")      (or resnet18, resnet50, ...)
+    python -m minicnn convert resnet50 SRC.pth -o DST.npz
+    model = minicnn.hub.pretrained("resnet50")
 
 Model constructors (``minicnn.models``) never reach for the network or the
 cache; this module sits above them.
@@ -32,6 +32,11 @@ TORCHVISION_FILES = {
     "vgg13": "vgg13-19584684.pth",
     "vgg16": "vgg16-397923af.pth",
     "vgg19": "vgg19-dcbb9e9d.pth",
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-0676ba61.pth",          # V1 weights (resize 256, crop 224), as the others
+    "resnet101": "resnet101-63fe2227.pth",
+    "resnet152": "resnet152-394f9c45.pth",
 }
 
 

@@ -304,3 +304,60 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0, init=N
 
 
 ARCHITECTURES["shapes_net"] = shapes_net
+
+
+# --------------------------------------------------------------------------
+# Which architecture a state dict is, from its keys and shapes
+# --------------------------------------------------------------------------
+
+def identify(state):
+    """(name, builder, kwargs) of the architecture that ``state`` ({key: array}) is, read from its keys
+    and shapes, such that ``builder(**kwargs, init=False).load_state_dict(state)`` fits; ValueError saying
+    what was found when nothing fits.
+
+    shapes_net: its exact keys and shapes. VGG: the configuration is read off
+    the indices of ``features.N.weight`` (a conv and its ReLU take two
+    indices, a max-pool one). ResNet: the blocks per stage from
+    ``layerS.B.*``, bottleneck when ``layer1.0.conv3`` exists, the width from
+    ``conv1``. The number of classes comes from the last layer.
+    """
+    shape = {k: tuple(np.shape(v)) for k, v in state.items()}
+    small = shapes_net(init=False).state_dict()
+    if shape == {k: v.shape for k, v in small.items()}:
+        return "shapes_net", shapes_net, {}
+    if "layer1.0.conv1.weight" in shape and "fc.weight" in shape:
+        return _identify_resnet(shape)
+    if "features.0.weight" in shape and "classifier.6.weight" in shape:
+        return _identify_vgg(shape)
+    raise ValueError(f"the weights fit no known architecture (shapes_net, VGG, ResNet): their first keys are "
+                     f"{', '.join(list(shape)[:4])}")
+
+
+def _identify_resnet(shape):
+    block = "bottleneck" if "layer1.0.conv3.weight" in shape else "basic"
+    layers = [len({k.split(".")[1] for k in shape if k.startswith(f"layer{s}.")}) for s in range(1, 5)]
+    width = shape["conv1.weight"][0] / 64
+    kwargs = {"block": block, "layers": layers, "num_classes": shape["fc.weight"][0]}
+    if width != 1:
+        kwargs["width"] = width
+    name = next((n for n, (b, l) in RESNET_LAYERS.items() if (b, l) == (block, layers) and width == 1),
+                f"resnet ({block} blocks {layers}, width {width:g})")
+    return name, resnet, kwargs
+
+
+def _identify_vgg(shape):
+    convs = sorted(int(k.split(".")[1]) for k in shape if k.startswith("features.") and k.endswith(".weight"))
+    config, i = [], 0
+    while convs and i <= convs[-1]:
+        if i in convs:
+            config.append(shape[f"features.{i}.weight"][0])
+            i += 2
+        else:
+            config.append("M")
+            i += 1
+    config.append("M")
+    kwargs = {"num_classes": shape["classifier.6.weight"][0], "hidden": shape["classifier.0.weight"][0]}
+    name = next((n for n, c in VGG_CONFIGS.items() if c == config), None)
+    if name is None:
+        return f"vgg ({config})", vgg, {"config": config, **kwargs}
+    return name, vgg, {"config": name, **kwargs}

@@ -110,7 +110,7 @@ def test_explain_with_the_other_families(tmp_path, shape_images):
     (["explain", "NOTIMAGE.png"], "not an image PIL can read"),
     (["explain", "IMG", "--methods", "vanilla", "nonsense"],
      "unknown method nonsense; valid: vanilla_gradient, gradient_x_input, deconvnet"),
-    (["explain", "IMG", "--model", "resnet"], "unknown model 'resnet': use shapes or vgg16"),
+    (["explain", "IMG", "--model", "resnet"], "unknown model 'resnet': use shapes, vgg11, vgg13, vgg16"),
     (["explain", "IMG", "--target", "hexagon"], "unknown class 'hexagon'; valid: circle, square"),
     (["explain", "IMG", "--out", "NOFOLDER/x.png"], "the output folder"),
     (["explain", "IMG", "--out", "IMG"], "is one of the input images"),

@@ -262,3 +262,107 @@ def test_a_training_step_through_a_resnet_equals_pytorch(rng):
     state = net.state_dict()
     for name, value in model.state_dict().items():
         np.testing.assert_allclose(value, state[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+# --------------------------------------------------------------------------
+# torchvision's files: convert (both formats), download, recognise by keys
+# --------------------------------------------------------------------------
+
+@needs_torch
+@pytest.mark.slow
+def test_resnet18_checkpoints_in_both_formats_convert_download_and_load_by_name(tmp_path, monkeypatch):
+    """A PyTorch-written random ResNet-18 (torchvision's names, 47 MB): `convert` reads the zip and the legacy
+    format without PyTorch's help, `download` fetches it from a local server and checks its SHA-256 prefix,
+    and `hub.pretrained` gives PyTorch's logits; old files without num_batches_tracked load too."""
+    import hashlib
+    import http.server
+    import subprocess
+    import sys
+
+    from conftest import serve
+    from minicnn import hub
+    from torch_resnet import random_statistics, torch_resnet
+    net = random_statistics(torch_resnet("basic", [2, 2, 2, 2], width=1.0, num_classes=1000, dtype=torch.float32))
+    x = np.random.default_rng(0).random((1, 3, 64, 64)).astype(np.float32)
+    expected = net(torch.from_numpy(x)).detach().numpy()
+    state = net.state_dict()
+    zip_file, legacy = tmp_path / "zip.pth", tmp_path / "legacy.pth"
+    torch.save(state, zip_file)
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, legacy,
+               _use_new_zipfile_serialization=False)
+    for src in (zip_file, legacy):
+        dst = tmp_path / (src.stem + ".npz")
+        result = subprocess.run([sys.executable, "-m", "minicnn", "convert", "resnet18", str(src), "-o", str(dst)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        model = models.resnet18(weights=dst, normalize=False)
+        np.testing.assert_allclose(model.forward(x), expected, rtol=1e-4, atol=1e-4)
+    payload = zip_file.read_bytes()
+    name = f"resnet18-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == f"/{name}" else 404)
+            self.send_header("Content-Length", str(len(payload)) if self.path == f"/{name}" else "0")
+            self.end_headers()
+            if self.path == f"/{name}":
+                self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+    monkeypatch.setitem(hub.TORCHVISION_FILES, "resnet18", name)
+    monkeypatch.setenv("MINICNN_HOME", str(tmp_path / "cache"))
+    for base_url in serve(Handler):
+        hub.download("resnet18", base_url=base_url, progress=None)
+    model = hub.pretrained("resnet18")                       # normalizes inside: feed it the image before that
+    assert model.layer_names()[0] == "normalize"
+    mean, std = np.array(mc.imagenet.MEAN)[:, None, None], np.array(mc.imagenet.STD)[:, None, None]
+    np.testing.assert_allclose(model.forward((x * std + mean).astype(np.float32)), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_torchvision_file_names_and_the_manual_steps_for_resnets(tmp_path):
+    import subprocess
+    import sys
+
+    from minicnn import hub
+    assert hub.TORCHVISION_FILES["resnet18"] == "resnet18-f37072fd.pth"
+    assert hub.TORCHVISION_FILES["resnet34"] == "resnet34-b627a593.pth"
+    assert hub.TORCHVISION_FILES["resnet50"] == "resnet50-0676ba61.pth"
+    result = subprocess.run([sys.executable, "-m", "minicnn", "download", "resnet50", "--base-url",
+                             "http://127.0.0.1:9/models", "--cache-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"copy it to {tmp_path / 'resnet50-0676ba61.pth'}" in result.stderr
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50", "resnet101", "vgg11", "vgg16", "shapes_net"])
+def test_identify_reads_the_architecture_off_keys_and_shapes(arch):
+    state = models.ARCHITECTURES[arch](init=False).state_dict()
+    name, build, kwargs = models.identify(state)
+    assert name == arch
+    build(**kwargs, init=False).load_state_dict(state)
+    del state["layer1.0.bn1.num_batches_tracked" if arch.startswith("resnet") else next(iter(state))]
+    if arch.startswith("resnet"):
+        assert models.identify(state)[0] == arch
+    small = models.resnet("bottleneck", [1, 2, 1, 1], 10, width=0.25, init=False).state_dict()
+    assert models.identify(small)[2] == {"block": "bottleneck", "layers": [1, 2, 1, 1], "num_classes": 10,
+                                         "width": 0.25}
+    with pytest.raises(ValueError, match="fit no known architecture"):
+        models.identify({"encoder.weight": np.zeros((3, 3))})
+
+
+def test_explain_with_a_resnet_weights_file_says_which_architecture_it_found(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+    model = models.resnet("basic", [1, 1, 1, 1], 1000, width=1 / 16, seed=3)
+    weights = mc.save_weights(model, tmp_path / "small_resnet.npz")
+    image = tmp_path / "img.png"
+    Image.fromarray((np.random.default_rng(0).random((80, 96, 3)) * 255).astype(np.uint8)).save(image)
+    result = subprocess.run([sys.executable, "-m", "attribution", "explain", str(image), "--model", str(weights),
+                             "--methods", "grad_cam", "guided_backprop", "deeplift", "lrp",
+                             "--out", str(tmp_path / "out.png")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "recognised resnet (basic blocks [1, 1, 1, 1], width 0.0625)" in result.stdout
+    assert (tmp_path / "out.png").stat().st_size > 10_000
