@@ -4,6 +4,7 @@
     python -m attribution.grade conv_backward      tutorials/assignments/b_conv_backward.py
     python -m attribution.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
     python -m attribution.grade deeplift_lrp       tutorials/assignments/d_deeplift_lrp.py
+    python -m attribution.grade residual           tutorials/assignments/e_residual.py
 
 Each function of the student file is run on fixed cases and compared with
 numeric gradients and with minicnn's own layers and attribution methods (the
@@ -417,6 +418,76 @@ def _cases_lrp_zplus(fn):
     yield from _cases_lrp(fn, "zplus")
 
 
+def _residual_case(rng, inplanes, planes, stride):
+    """A minicnn basic block with random weights and batch-norm statistics, run forward on random x:
+    (block, x, dout, s, body_backward, shortcut_backward)."""
+    from minicnn.blocks import BackwardContext
+    from minicnn.layers import BatchNorm2d
+    from minicnn.models import basic_block
+
+    def conv(cin, cout, k, st, p):
+        return Conv2d(cin, cout, k, st, p, bias=False, dtype=np.float64, rng=rng)
+
+    def bn(c):
+        layer = BatchNorm2d(c, dtype=np.float64)
+        layer.params["weight"], layer.params["bias"] = rng.uniform(0.5, 2, c), rng.standard_normal(c)
+        layer.buffers["running_mean"], layer.buffers["running_var"] = rng.standard_normal(c), rng.uniform(0.3, 3, c)
+        return layer
+    block = basic_block(inplanes, planes, stride, (conv, bn))
+    x = rng.standard_normal((2, inplanes, 6, 5))
+    out = block.forward(x)
+    body, shortcut = block.cache
+    ctx = BackwardContext()
+    return (block, x, rng.standard_normal(out.shape), body + shortcut,
+            lambda g: block.chain_back(block.body, g, ctx), lambda g: block.chain_back(block.shortcut, g, ctx))
+
+
+def _residual_variants(dout, s, body_backward, shortcut_backward):
+    """What common mistakes in a residual backward compute, those that differ from the right answer here."""
+    g = dout * (s > 0)
+    right = body_backward(g) + shortcut_backward(g)
+    return {mistake: value for mistake, value in _residual_mistakes(dout, s, g, body_backward, shortcut_backward)
+            .items() if rel_error(value, right) > 1e-9}
+
+
+def _residual_mistakes(dout, s, g, body_backward, shortcut_backward):
+    return {"the body alone: the shortcut's gradient is missing (the fork adds both branches)": body_backward(g),
+            "the shortcut alone: the body's gradient is missing (the fork adds both branches)": shortcut_backward(g),
+            "averaging the two branches; the fork adds them (x feeds both, each path counts in full)":
+                (body_backward(g) + shortcut_backward(g)) / 2,
+            "no ReLU after the sum: dout goes straight into the branches (out = relu(s))":
+                body_backward(dout) + shortcut_backward(dout),
+            "the ReLU mask with >= where it needs the strict >":
+                body_backward(dout * (s >= 0)) + shortcut_backward(dout * (s >= 0))}
+
+
+def _cases_residual(fn):
+    def hand():
+        # body: a 1x1 conv of weight 2 (its backward doubles), shortcut: the identity; relu(s) at s = 3x
+        s = np.array([[[[3.0, -6.0], [1.5, 0.0]]]])
+        dout = np.array([[[[1.0, 2.0], [-1.0, 4.0]]]])
+        got = unchanged(lambda d, ss: fn(d, ss, lambda g: 2 * g, lambda g: g), dout, s)
+        _match_variant(got, _residual_variants(dout, s, lambda g: 2 * g, lambda g: g), "the worked example")
+        expect_close(got, [[[[3.0, 0.0], [-3.0, 0.0]]]], "the worked example (body 2g + shortcut g where s > 0)")
+    yield "worked example: a 1x1 body of weight 2, identity shortcut", hand
+    for k, (inplanes, planes, stride, label) in enumerate([(4, 4, 1, "identity shortcut"),
+                                                            (3, 5, 2, "downsample shortcut, stride 2")]):
+        def check(k=k, inplanes=inplanes, planes=planes, stride=stride, label=label):
+            block, x, dout, s, body_bw, shortcut_bw = _residual_case(_rng(40 + k), inplanes, planes, stride)
+            got = unchanged(lambda d, ss: fn(d, ss, body_bw, shortcut_bw), dout, s)
+            _match_variant(got, _residual_variants(dout, s, body_bw, shortcut_bw), f"a basic block, {label}")
+            expect_close(got, numeric_vjp(block.forward, x, dout), f"a basic block, {label}, numeric gradient", 1e-7)
+        yield f"a basic block ({label})", check
+
+    def float32():
+        block, x, dout, s, body_bw, shortcut_bw = _residual_case(_rng(42), 4, 4, 1)
+        got = fn(dout.astype(np.float32), s.astype(np.float32), lambda g: body_bw(g).astype(g.dtype),
+                 lambda g: shortcut_bw(g).astype(g.dtype))
+        _expect_dtype(got, np.float32)
+        expect_close(got, block.backward(dout), "float32 values", 1e-5)
+    yield "float32 stays float32", float32
+
+
 ASSIGNMENTS = {
     "relu_maxpool": {"relu_backward_gradient": _cases_relu("gradient"),
                      "relu_backward_deconvnet": _cases_relu("deconvnet"),
@@ -426,6 +497,7 @@ ASSIGNMENTS = {
     "gradcam_smoothgrad": {"grad_cam": _cases_grad_cam, "smoothgrad": _cases_smoothgrad},
     "deeplift_lrp": {"relu_backward_rescale": _cases_rescale, "lrp_epsilon": _cases_lrp_epsilon,
                      "lrp_zplus": _cases_lrp_zplus},
+    "residual": {"residual_backward": _cases_residual},
 }
 
 
@@ -433,13 +505,14 @@ ASSIGNMENTS = {
 # given away by the tutorial; the backward passes and the methods built from them carry the weight.
 POINTS = {"relu_backward_gradient": 1, "relu_backward_deconvnet": 1, "relu_backward_guided": 1,
           "maxpool_backward": 4, "conv_backward": 6, "grad_cam": 5, "smoothgrad": 5,
-          "relu_backward_rescale": 3, "lrp_epsilon": 4, "lrp_zplus": 3}
+          "relu_backward_rescale": 3, "lrp_epsilon": 4, "lrp_zplus": 3, "residual_backward": 3}
 
 # What a submission may not call for the function it must write: the library's own answer.
 ALWAYS_FORBIDDEN = ("attribution", "minicnn.naive", "solutions", "tests.solutions")
 FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d"},
                    "conv_backward": {"Conv2d", "conv_ops", "col2im", "conv2d_input_grad", "conv2d_weight_grad"},
-                   "gradcam_smoothgrad": set(), "deeplift_lrp": {"ReLU", "secant", "RESCALE_EPS"}}
+                   "gradcam_smoothgrad": set(), "deeplift_lrp": {"ReLU", "secant", "RESCALE_EPS"},
+                   "residual": {"Residual", "chain_back", "backprop"}}
 
 
 def library_uses(path, assignment):

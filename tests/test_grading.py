@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STUBS = ROOT / "tutorials" / "assignments"
 SOLUTIONS = Path(__file__).parent / "solutions"
 FILES = {"relu_maxpool": "a_relu_maxpool.py", "conv_backward": "b_conv_backward.py",
-         "gradcam_smoothgrad": "c_gradcam_smoothgrad.py", "deeplift_lrp": "d_deeplift_lrp.py"}
+         "gradcam_smoothgrad": "c_gradcam_smoothgrad.py", "deeplift_lrp": "d_deeplift_lrp.py",
+         "residual": "e_residual.py"}
 
 
 def _grade(assignment, path):
@@ -120,6 +121,12 @@ PLANTED = [
     ("deeplift_lrp", "    c = plus.backward(s)\n    return a * c", "    c = plus.backward(s)\n    return z * c",
      "lrp_zplus", "step 4 multiplies by its input a"),
     ("gradcam_smoothgrad", "return total / noise.shape[1]", "return total", "smoothgrad", "mean over samples"),
+    ("residual", "return body_backward(g) + shortcut_backward(g)", "return body_backward(g)", "residual_backward",
+     "the shortcut's gradient is missing"),
+    ("residual", "return body_backward(g) + shortcut_backward(g)", "return (body_backward(g) + shortcut_backward(g)) / 2",
+     "residual_backward", "averaging the two branches"),
+    ("residual", "g = dout * (s > 0)", "g = dout", "residual_backward", "no ReLU after the sum"),
+    ("residual", "g = dout * (s > 0)", "g = dout * (s >= 0)", "residual_backward", "the strict >"),
 ]
 
 
