@@ -8,7 +8,7 @@ settings, is ``attribution.METHODS`` (``attribution.registry``).
 from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, deeplift, default_cam_layer, grad_cam, gradient_x_input,
                       guided_backprop, guided_grad_cam, ig_points, integrated_gradients, occlusion, resize_matrix,
                       scale_01, smoothgrad, upsample, vanilla_gradient)
-from .lrp import COMPOSITES, lrp
+from .lrp import COMPOSITES, canonize, lrp
 from .perturbation import kernel_shap, lime, shapley_values
 from .superpixels import slic
 from .registry import ALIASES, METHODS, Method, get_method
@@ -18,5 +18,5 @@ __all__ = [
     "get_method",
     "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients",
     "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
-    "COMPOSITES", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
+    "COMPOSITES", "canonize", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
 ]

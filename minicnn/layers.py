@@ -548,7 +548,9 @@ class BatchNorm2d(Layer):
         if not self.training:
             scale, shift = self.affine()
             self.cache = ("eval", x)
-            return x * scale[:, None, None] + shift[:, None, None]
+            out = x * scale[:, None, None]
+            out += shift[:, None, None]
+            return out
         count = x.shape[0] * x.shape[2] * x.shape[3]             # values per channel in this batch
         if count < 2:
             raise ValueError(f"{self.name}: training needs more than one value per channel, got input {x.shape}")
