@@ -171,7 +171,7 @@ def default_cam_layer(model):
         raise ValueError("the model has no Conv2d layer; name a layer for Grad-CAM")
     i = convs[-1]
     name = layers[i][0]
-    blocks = [b for b in _ancestors(model, name) if isinstance(model[b], Residual)]
+    blocks = [b for b in _ancestors(name) if isinstance(model[b], Residual)]
     if blocks:
         return _largest_ending_with(model, blocks[0])
     if i + 1 < len(layers) and isinstance(layers[i + 1][1], ReLU):
@@ -179,7 +179,7 @@ def default_cam_layer(model):
     return name
 
 
-def _ancestors(model, name):
+def _ancestors(name):
     """The blocks holding ``name``, outermost first: "layer4.1.conv2" -> ["layer4", "layer4.1"]."""
     parts = name.split(".")
     return [".".join(parts[:k]) for k in range(1, len(parts))]

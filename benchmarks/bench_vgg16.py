@@ -15,11 +15,11 @@ noisy copy: 40 GB for 8 images). Minutes.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import matmul_peak_gflops, median_time, peak_rss_mb, threads_note, use_native_kernels  # noqa: E402
+from common import (child_peak, matmul_peak_gflops, median_time, minicnn_step, peak_rss_mb,  # noqa: E402
+                    threads_note, torch_step, use_native_kernels)
 
 use_native_kernels()
 
@@ -27,14 +27,6 @@ import numpy as np  # noqa: E402
 
 import minicnn as mc  # noqa: E402
 import minicnn.models as models  # noqa: E402
-
-
-def minicnn_step(model, x, grad):
-    logits = model.forward(x)
-    if grad:
-        dout = np.zeros_like(logits)
-        dout[:, 1] = 1
-        model.backward(dout)
 
 
 def forward_flops(model, x):
@@ -55,16 +47,6 @@ def torch_model():
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
     from test_vgg16_torch import torch_vgg
     return torch_vgg("vgg16", normalize=False)       # the bare network, like models.vgg16(normalize=False)
-
-
-def torch_step(net, x, grad):
-    import torch
-    if not grad:
-        with torch.no_grad():
-            net(x)
-        return
-    x = x.detach().requires_grad_(True)
-    net(x)[:, 1].sum().backward()
 
 
 def memory_child(side, case, n_images):
@@ -92,17 +74,6 @@ def memory_child(side, case, n_images):
             ca.NoiseTunnel(ca.Saliency(net)).attribute(torch.from_numpy(x), nt_type="smoothgrad", nt_samples=50,
                                                        nt_samples_batch_size=10, stdevs=0.6, target=1, abs=False)
     print(f"{peak_rss_mb():.0f}")
-
-
-def child_peak(side, case, n_images):
-    """Peak RSS in MB of the case in a fresh process, or NaN (with the reason on stderr) if it failed."""
-    out = subprocess.run([sys.executable, __file__, "--memory-child", side, case, str(n_images)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        reason = "killed (out of memory?)" if out.returncode < 0 else out.stderr.strip()[-500:]
-        print(f"{side} {case} on {n_images} images failed: {reason}", file=sys.stderr)
-        return float("nan")
-    return float(out.stdout.strip().splitlines()[-1])
 
 
 def per_image_ratio(model, net, batch, rounds):
@@ -150,7 +121,7 @@ def main():
         tx = torch.from_numpy(x)
         for grad, label in [(False, "forward"), (True, "forward + input grad")]:
             repeat = args.repeat if batch == 1 else max(2, args.repeat // 2)
-            # two untimed passes each: minicnn's second pass still allocates a few arrays (conv_ops.reusable)
+            # two untimed passes each (the steady state of a loop like SmoothGrad's)
             t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat, warmup=2)
             t_pt = median_time(lambda: torch_step(net, tx, grad), repeat, warmup=2)
             work = flops * batch * (2 if grad else 1)
@@ -162,7 +133,7 @@ def main():
     if args.smoothgrad_images:
         cases.append(("smoothgrad", args.smoothgrad_images, f"peak RSS, SmoothGrad-50, {args.smoothgrad_images} images"))
     for case, n, label in cases:
-        ours, theirs = child_peak("minicnn", case, n), child_peak("torch", case, n)
+        ours, theirs = child_peak(__file__, "minicnn", case, n), child_peak(__file__, "torch", case, n)
         print(f"{label:>30} {ours:7.0f}MB {theirs:7.0f}MB {ours / theirs:6.2f}", flush=True)
 
 

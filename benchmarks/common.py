@@ -41,6 +41,71 @@ def median_time(fn, repeat=5, warmup=1):
     return statistics.median(times)
 
 
+SETTLE = 0.25        # seconds of rest before each timed sample (see settled_rounds)
+
+
+def settled_rounds(sides, rounds=5):
+    """{side: [seconds per round]} for ``sides`` = {name: fn}, timed in alternating rounds.
+
+    Each sample starts after SETTLE seconds of rest: OpenBLAS's worker threads
+    spin about 0.1 s after each product (and torch's OpenMP threads likewise),
+    and a product started in that window by the *other* library runs 2-6x
+    slower. The order of the sides rotates from round to round, so neither
+    always goes first. Every side runs twice untimed first (warm-up).
+    """
+    names = list(sides)
+    for name in names:
+        sides[name]()
+        sides[name]()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(SETTLE)
+            start = time.perf_counter()
+            sides[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def ratio_summary(ours, theirs):
+    """'median (min-max)' of the per-round ratios ours/theirs, and the median ratio."""
+    ratios = sorted(a / b for a, b in zip(ours, theirs))
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})", statistics.median(ratios)
+
+
+def minicnn_step(model, x, grad):
+    """One forward pass of a minicnn model on x; with grad, also the input gradient of logit 1."""
+    import numpy as np
+    logits = model.forward(x)
+    if grad:
+        dout = np.zeros_like(logits)
+        dout[:, 1] = 1
+        model.backward(dout)
+
+
+def torch_step(net, x, grad):
+    """The same in PyTorch: a forward pass without autograd, or forward + the input gradient of logit 1."""
+    import torch
+    if not grad:
+        with torch.no_grad():
+            net(x)
+        return
+    x = x.detach().requires_grad_(True)
+    net(x)[:, 1].sum().backward()
+
+
+def child_peak(script, side, case, n_images):
+    """Peak RSS in MB of one case run by ``script --memory-child side case n_images`` in a fresh process (so that
+    neither side counts the other's memory), or NaN (with the reason on stderr) if it failed."""
+    out = subprocess.run([sys.executable, script, "--memory-child", side, case, str(n_images)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        reason = "killed (out of memory?)" if out.returncode < 0 else out.stderr.strip()[-500:]
+        print(f"{side} {case} on {n_images} images failed: {reason}", file=sys.stderr)
+        return float("nan")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def matmul_peak_gflops(size=2048, repeat=5):
     """NumPy's float32 matrix-product speed on one large square product, in GFLOP/s: the "peak"
     each case's share is measured against (what one sample's products could reach at best)."""

@@ -379,9 +379,6 @@ class Residual(Block):
         if len(self.children) != len(self.body) + len(self.shortcut) + len(self.after):
             raise ValueError("Residual: body, shortcut and after must not share a child name")
 
-    def extra_repr(self):
-        return f"body={self.body}, shortcut={self.shortcut or 'identity'}, after={self.after}"
-
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, C', H', W'). Cache: the two summands (LRP splits relevance by them)."""
         body, shortcut = self.chain(self.body, x), self.chain(self.shortcut, x)

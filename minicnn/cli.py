@@ -3,6 +3,7 @@
     python -m minicnn download vgg16            fetch torchvision's VGG-16 into the cache and convert it
     python -m minicnn convert vgg16 SRC.pth -o DST.npz
     python -m minicnn train shapes              reproduce the shipped demo model
+    python -m minicnn train shapes_resnet       reproduce the shipped small ResNet
 """
 import argparse
 import sys
@@ -32,7 +33,7 @@ def _download(args):
 
 def _train(args):
     from .shapes_training import train_shapes
-    train_shapes(output=args.output, epochs=args.epochs, n_train=args.n_train, seed=args.seed)
+    train_shapes(output=args.output, epochs=args.epochs, n_train=args.n_train, seed=args.seed, model=args.dataset)
 
 
 def build_parser():
@@ -58,7 +59,8 @@ def build_parser():
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("train", help="train the demo model on generated shapes")
-    p.add_argument("dataset", choices=["shapes"], help="what to train on")
+    p.add_argument("dataset", choices=["shapes", "shapes_resnet"],
+                   help="shapes: the demo model (shapes_net); shapes_resnet: the small ResNet on the same data")
     p.add_argument("-o", "--output", default=None,
                    help="the .npz to write (default: the package's shipped weights file)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the shipped recipe)")

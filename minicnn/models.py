@@ -294,17 +294,45 @@ def shapes_net(pretrained=False, num_classes=6, dtype=np.float32, seed=0, init=N
     if init:
         vgg_init(model, rng)
     if pretrained:
-        from importlib import resources
-        with resources.as_file(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)) as path:
-            if not path.exists():
-                raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train shapes")
-            load_weights(model, path)
+        _load_shipped(model, SHAPES_WEIGHTS, "shapes")
         model.to(dtype)
     return model.eval()
 
 
 ARCHITECTURES["shapes_net"] = shapes_net
 
+
+SHAPES_RESNET_WEIGHTS = "assets/shapes_resnet.npz"
+
+
+def shapes_resnet(pretrained=False, num_classes=6, dtype=np.float32, seed=0, init=None):
+    """A small ResNet for the 64x64 shapes, beside ``shapes_net`` (the "Skip connections" tutorial).
+
+    torchvision's ResNet layout with one basic block per stage at a quarter of
+    the width (16, 32, 64, 128 channels), normalizing with the shapes' mean and
+    std. The stem and the four stages divide the image by 32: ``layer4`` (the
+    default Grad-CAM layer) is 2x2 at 64x64, ``layer3`` 4x4, ``layer2`` 8x8.
+    pretrained: load the weights shipped with the package (trained by
+    ``python -m minicnn train shapes_resnet``).
+    """
+    init = not pretrained if init is None else init
+    body = resnet("basic", [1, 1, 1, 1], num_classes, normalize=False, width=0.25, dtype=dtype, seed=seed, init=init)
+    model = Sequential({"normalize": Normalize(SHAPES_MEAN, SHAPES_STD), **body.children})
+    if pretrained:
+        _load_shipped(model, SHAPES_RESNET_WEIGHTS, "shapes_resnet")
+        model.to(dtype)
+    return model.eval()
+
+
+def _load_shipped(model, asset, recipe):
+    from importlib import resources
+    with resources.as_file(resources.files("minicnn").joinpath(asset)) as path:
+        if not path.exists():
+            raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train {recipe}")
+        load_weights(model, path)
+
+
+ARCHITECTURES["shapes_resnet"] = shapes_resnet
 
 # --------------------------------------------------------------------------
 # Which architecture a state dict is, from its keys and shapes
@@ -325,6 +353,8 @@ def identify(state):
     small = shapes_net(init=False).state_dict()
     if shape == {k: v.shape for k, v in small.items()}:
         return "shapes_net", shapes_net, {}
+    if shape == {k: v.shape for k, v in shapes_resnet(init=False).state_dict().items()}:
+        return "shapes_resnet", shapes_resnet, {}
     if "layer1.0.conv1.weight" in shape and "fc.weight" in shape:
         return _identify_resnet(shape)
     if "features.0.weight" in shape and "classifier.6.weight" in shape:

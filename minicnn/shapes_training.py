@@ -1,4 +1,5 @@
-"""The recipe that trains the shipped demo model: ``python -m minicnn train shapes``.
+"""The recipes that train the shipped models: ``python -m minicnn train shapes`` (the VGG-style demo
+model) and ``python -m minicnn train shapes_resnet`` (the small ResNet of the "Skip connections" tutorial).
 
 Fixed seeds throughout (data, initialisation, shuffling, dropout), so running
 it again reproduces the shipped weights up to floating-point differences of
@@ -10,35 +11,40 @@ from importlib import resources
 from pathlib import Path
 
 from .data import make_shapes
-from .models import SHAPES_WEIGHTS, shapes_net
+from .models import SHAPES_RESNET_WEIGHTS, SHAPES_WEIGHTS, shapes_net, shapes_resnet
 from .optim import Adam
 from .train import evaluate_accuracy, fit
 from .files import atomic_save_npz
 
 RECIPE = dict(n_train=10000, epochs=6, batch_size=32, lr=1e-3, n_val=600)
+# model -> (builder, shipped file, its recipe: the ResNet, whose stem divides the image by 4 at once, takes longer)
+MODELS = {"shapes": (shapes_net, SHAPES_WEIGHTS, RECIPE),
+          "shapes_resnet": (shapes_resnet, SHAPES_RESNET_WEIGHTS, dict(RECIPE, epochs=10))}
 
 
-def train_shapes(output=None, epochs=None, n_train=None, seed=0, log=sys.stderr):
-    """Train shapes_net on generated shapes; write the weights atomically; return the held-out accuracy."""
-    epochs = RECIPE["epochs"] if epochs is None else epochs
-    n_train = RECIPE["n_train"] if n_train is None else n_train
+def train_shapes(output=None, epochs=None, n_train=None, seed=0, log=sys.stderr, model="shapes"):
+    """Train ``model`` ("shapes": shapes_net, or "shapes_resnet") on generated shapes; write the weights
+    atomically; return the held-out accuracy."""
+    build, asset, recipe = MODELS[model]
+    epochs = recipe["epochs"] if epochs is None else epochs
+    n_train = recipe["n_train"] if n_train is None else n_train
     if output is None:
-        output = Path(str(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)))
+        output = Path(str(resources.files("minicnn").joinpath(asset)))
     output = Path(output)
     if output.suffix != ".npz" or not output.parent.is_dir():
         raise ValueError(f"the output must be a .npz file in an existing folder, got {output}")
     start = time.time()
     print(f"generating {n_train} training images (seed {seed})", file=log)
     X, y, _ = make_shapes(n_train, seed=seed)
-    Xv, yv, _ = make_shapes(RECIPE["n_val"], seed=seed + 10_000)      # held out: another seed
-    model = shapes_net(seed=seed)
-    lr = RECIPE["lr"]
+    Xv, yv, _ = make_shapes(recipe["n_val"], seed=seed + 10_000)      # held out: another seed
+    model = build(seed=seed)
+    lr = recipe["lr"]
     optimizer = Adam(model, lr=lr)
 
     def schedule(epoch):                      # constant, then a step down for the last two epochs
         return lr if epoch < epochs - 2 else lr / 5
 
-    fit(model, optimizer, X, y, epochs=epochs, batch_size=RECIPE["batch_size"], seed=seed, log=log,
+    fit(model, optimizer, X, y, epochs=epochs, batch_size=recipe["batch_size"], seed=seed, log=log,
         lr_schedule=schedule)
     accuracy = evaluate_accuracy(model, Xv, yv)
     print(f"held-out accuracy {accuracy:.2%} on {len(yv)} images; {time.time() - start:.0f}s", file=log)

@@ -19,6 +19,7 @@ pytestmark = [needs_captum, pytest.mark.slow]
     ("bench_vgg16.py", ["--batches", "1", "2", "--repeat", "1"], "per image at batch 2 / batch 1, alternating rounds"),
     ("bench_attribution.py", ["--repeat", "1", "--samples", "2", "--steps", "2", "--batch", "2", "--perturbations", "4"],
      "kernel_shap (4 samples)"),
+    ("bench_resnet50.py", ["--batches", "1", "--rounds", "1"], "forward + input grad, batch 1"),
 ])
 def test_benchmark_runs(script, args, expect):
     result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,

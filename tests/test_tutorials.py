@@ -94,11 +94,39 @@ def _claims_09(out):
     assert ratio > 50, "the chapter's speed claim: LIME costs far more than a gradient"
 
 
-CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 10)}
+def _claims_10(out):
+    assert "dout/dx [[3.0, 0.0], [3.0, 3.0]]" in out, "2 through the body + 1 through the shortcut where x > 0"
+    assert "numeric gradient agrees: True" in out
+    (accuracy,), = _numbers(out, r"accuracy on these images (\d+)%")
+    assert accuracy >= 75, "the shipped ResNet classifies the shapes"
+    shares = {name: (float(on), float(area)) for name, on, area in
+              re.findall(r"(shapes_\w+ [\w.]+)\s+map \d+x\d+: (\d+)% of the heat on the object \(the object covers "
+                         r"(\d+)% of the image\)", out)}
+    vgg, layer3, layer4 = (shares[k] for k in ("shapes_net features.14", "shapes_resnet layer3",
+                                               "shapes_resnet layer4"))
+    assert vgg[0] > 2 * vgg[1] and layer3[0] > 2 * layer3[1], "the 8x8 and 4x4 maps localize"
+    assert layer4[0] < layer3[0] < vgg[0], "coarser maps localize less: layer4's 2x2 hardly beats chance"
+    assert layer4[0] < 2 * layer4[1], "layer4's 2x2 map hardly beats chance"
+    ratios = {stage: (float(a), float(b), float(c)) for stage, a, b, c in
+              re.findall(r"relevance at (\w+)\s+/ logit: split\s+([\d.-]+), copied\s+([\d.-]+), "
+                         r"copied / split\s+([\d.-]+)", out)}
+    assert list(ratios) == ["layer4", "layer3", "layer2", "layer1", "maxpool"]
+    splits = [r[0] for r in ratios.values()]
+    assert all(a >= b - 0.02 for a, b in zip(splits, splits[1:])) and 0 < splits[-1] <= 1, "split never grows"
+    for stage, doubled in (("layer3", 2), ("layer2", 4), ("layer1", 8), ("maxpool", 16)):
+        assert 0.6 * doubled < ratios[stage][2] < 1.4 * doubled, f"copied: doubled at every block ({stage})"
+    (diff,), = _numbers(out, r"max difference of the outputs: (\S+)")
+    assert diff < 1e-12, "folding batch norm into the conv leaves the outputs equal"
+    assert "folded weight[0, 0] = weight[0, 0] * scale[0]: True" in out
+    (delta,), = _numbers(out, r"DeepLIFT summation error on the ResNet: (\S+)")
+    assert delta < 1e-3, "DeepLIFT sums to delta through every block (float32)"
 
 
-def test_there_are_nine_tutorials_with_cells():
-    assert len(TUTORIALS) == 9
+CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 11)}
+
+
+def test_there_are_ten_tutorials_with_cells():
+    assert len(TUTORIALS) == 10
     for path in TUTORIALS:
         assert path.read_text().count("# %%") >= 4, path.name
 
