@@ -68,8 +68,8 @@ def _protected_files():
     """Files no output may replace: the weights shipped in the package."""
     from importlib import resources
 
-    from minicnn.models import SHAPES_WEIGHTS
-    return [Path(str(resources.files("minicnn").joinpath(SHAPES_WEIGHTS)))]
+    from minicnn.models import SHAPES_RESNET_WEIGHTS, SHAPES_WEIGHTS
+    return [Path(str(resources.files("minicnn").joinpath(w))) for w in (SHAPES_WEIGHTS, SHAPES_RESNET_WEIGHTS)]
 
 
 def _same_file(a, b):

@@ -355,10 +355,14 @@ def identify(state):
         return "shapes_net", shapes_net, {}
     if shape == {k: v.shape for k, v in shapes_resnet(init=False).state_dict().items()}:
         return "shapes_resnet", shapes_resnet, {}
-    if "layer1.0.conv1.weight" in shape and "fc.weight" in shape:
-        return _identify_resnet(shape)
-    if "features.0.weight" in shape and "classifier.6.weight" in shape:
-        return _identify_vgg(shape)
+    try:
+        if "layer1.0.conv1.weight" in shape and "fc.weight" in shape:
+            return _identify_resnet(shape)
+        if "features.0.weight" in shape and "classifier.6.weight" in shape:
+            return _identify_vgg(shape)
+    except (KeyError, IndexError, ValueError) as e:        # a key the layout needs is missing, or mis-shaped
+        raise ValueError(f"the weights look like a ResNet or a VGG but do not fit either ({type(e).__name__}: "
+                         f"{e!s:.100})") from None
     raise ValueError(f"the weights fit no known architecture (shapes_net, VGG, ResNet): their first keys are "
                      f"{', '.join(list(shape)[:4])}")
 

@@ -142,12 +142,13 @@ def test_image_modes_are_converted(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_vgg16_without_weights_says_how_to_get_them(tmp_path, shape_images):
+@pytest.mark.parametrize("arch", ["vgg16", "resnet50"])
+def test_imagenet_model_without_weights_says_how_to_get_them(tmp_path, shape_images, arch):
     env = dict(ENV, MINICNN_HOME=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-m", "attribution", "explain", str(shape_images[0][0]), "--model",
-                             "vgg16", "--out", str(tmp_path / "v.png")], capture_output=True, text=True, env=env)
+                             arch, "--out", str(tmp_path / "v.png")], capture_output=True, text=True, env=env)
     assert result.returncode == 2
-    assert "python -m minicnn download vgg16" in result.stderr
+    assert f"python -m minicnn download {arch}" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_help_explains_every_option():

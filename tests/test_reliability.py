@@ -55,6 +55,7 @@ def _weights(tmp_path):
     (["explain", "IMG", "--model", "MODEL", "--out", "MODEL"], "must end in one of"),
     (["explain", "IMG", "--save-maps", "IMG"], "must end in one of .npz"),
     (["explain", "IMG", "--save-maps", "SHIPPED"], "the shipped model's weights file"),
+    (["explain", "IMG", "--save-maps", "SHIPPED_RESNET"], "the shipped model's weights file"),
     (["explain", "IMG", "--out", "FOLDER"], "is a folder"),
     (["explain", "IMG", "--target", "\u0663"], "unknown class"),          # an Arabic-Indic three: not an index
     (["evaluate", "--n", "0"], "--n must be at least 1 image, got 0"),
@@ -67,8 +68,10 @@ def test_commands_refuse_before_any_work(tmp_path, image, args, message):
     model = _weights(tmp_path)
     (tmp_path / "folder.png").mkdir()
     shipped = Path(str(resources.files("minicnn").joinpath("assets/shapes_net.npz")))
-    shipped_bytes = shipped.read_bytes()
-    subs = {"IMG": str(image), "MODEL": str(model), "FOLDER": str(tmp_path / "folder.png"), "SHIPPED": str(shipped)}
+    shipped_resnet = Path(str(resources.files("minicnn").joinpath("assets/shapes_resnet.npz")))
+    shipped_bytes, resnet_bytes = shipped.read_bytes(), shipped_resnet.read_bytes()
+    subs = {"IMG": str(image), "MODEL": str(model), "FOLDER": str(tmp_path / "folder.png"), "SHIPPED": str(shipped),
+            "SHIPPED_RESNET": str(shipped_resnet)}
     before = {p: p.read_bytes() for p in (image, model)}
     listing = sorted(p.name for p in tmp_path.iterdir())
     result = run(*[subs.get(a, a) for a in args], cwd=tmp_path)
@@ -76,7 +79,7 @@ def test_commands_refuse_before_any_work(tmp_path, image, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert {p: p.read_bytes() for p in before} == before                       # no input touched
     assert sorted(p.name for p in tmp_path.iterdir()) == listing               # nothing written
-    assert shipped.read_bytes() == shipped_bytes
+    assert shipped.read_bytes() == shipped_bytes and shipped_resnet.read_bytes() == resnet_bytes
 
 
 def test_an_extreme_aspect_ratio_is_refused_before_resizing(tmp_path):

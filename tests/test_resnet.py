@@ -349,6 +349,11 @@ def test_identify_reads_the_architecture_off_keys_and_shapes(arch):
                                          "width": 0.25}
     with pytest.raises(ValueError, match="fit no known architecture"):
         models.identify({"encoder.weight": np.zeros((3, 3))})
+    for broken in ({"layer1.0.conv1.weight": np.zeros(3), "fc.weight": np.zeros((2, 2))},          # no conv1
+                   {"layer1.0.conv1.weight": np.zeros(3), "fc.weight": np.zeros(()), "conv1.weight": np.zeros(())},
+                   {"features.0.weight": np.zeros((4, 3, 3, 3)), "classifier.6.weight": np.zeros((2, 8))}):
+        with pytest.raises(ValueError, match="do not fit either"):
+            models.identify(broken)
 
 
 def test_explain_with_a_resnet_weights_file_says_which_architecture_it_found(tmp_path):
