@@ -41,6 +41,13 @@ def test_shipped_model_accuracy_on_fresh_images():
     assert accuracy >= 0.97, accuracy
 
 
+def test_shipped_resnet_accuracy_on_fresh_images():
+    from minicnn.models import shapes_resnet
+    X, y, _ = make_shapes(300, seed=2024)
+    accuracy = evaluate_accuracy(shapes_resnet(pretrained=True), X, y)
+    assert accuracy >= 0.92, accuracy                              # 94% when shipped (94.5% held out)
+
+
 def test_shipped_weights_are_small():
     from importlib import resources
     size = resources.files("minicnn").joinpath("assets/shapes_net.npz").stat().st_size
