@@ -1,6 +1,8 @@
 """minicnn Conv2d vs torch.nn.functional.conv2d on VGG-16's convolutions.
 
-224x224 input, batch 1, float32, one process, the same threads for both.
+224x224 input, batch 1, float32, one process, the same threads for both, settled
+and alternating (``common.settled_rounds``: a rest before each sample, the order
+of the sides rotating; medians of the per-round ratios, with their range).
 Prints per layer: forward time, input-gradient time, and minicnn / torch ratios;
 then minicnn's matrix products alone ("mm": the same products, in the shapes
 ``minicnn.conv_ops`` gives them), so the rest of each layer's time (copies in,
@@ -13,7 +15,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import median_time, threads_note, use_native_kernels  # noqa: E402
+from common import (median_time, ratio_summary, settled_rounds, threads_note,  # noqa: E402
+                    use_native_kernels)
 
 use_native_kernels()
 
@@ -72,9 +75,10 @@ def main():
     import torch
     import torch.nn.functional as F
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
-    print(f"{'layer':>16} {'fwd mc':>8} {'fwd pt':>8} {'ratio':>6} {'dx mc':>8} {'dx pt':>8} {'ratio':>6}")
+    print(f"{'layer':>16} {'fwd mc':>8} {'fwd pt':>8} {'ratio (range)':>17} {'dx mc':>8} {'dx pt':>8} "
+          f"{'ratio (range)':>17}")
     rng = np.random.default_rng(0)
-    totals = np.zeros(4)
+    totals = {side: np.zeros(args.repeat) for side in ("fwd mc", "fwd pt", "dx mc", "dx pt")}
     for cin, cout, size in VGG16_CONVS[:args.layers]:
         conv = mc.Conv2d(cin, cout, 3, padding=1, rng=0)
         x = rng.standard_normal((args.batch, cin, size, size)).astype(np.float32)
@@ -83,16 +87,24 @@ def main():
         tx, tdout = torch.from_numpy(x), torch.from_numpy(dout)
         conv.forward(x)
         with torch.no_grad():
-            t = [median_time(lambda: conv.forward(x), args.repeat),
-                 median_time(lambda: F.conv2d(tx, tw, tb, padding=1), args.repeat),
-                 median_time(lambda: conv.backward(dout), args.repeat),
-                 median_time(lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdout, padding=1), args.repeat)]
-        totals += t
-        print(f"{f'{cin}->{cout}@{size}':>16} {t[0]*1e3:7.1f}ms {t[1]*1e3:7.1f}ms {t[0]/t[1]:6.2f} "
-              f"{t[2]*1e3:7.1f}ms {t[3]*1e3:7.1f}ms {t[2]/t[3]:6.2f}")
-    print(f"{'total':>16} {totals[0]*1e3:7.1f}ms {totals[1]*1e3:7.1f}ms {totals[0]/totals[1]:6.2f} "
-          f"{totals[2]*1e3:7.1f}ms {totals[3]*1e3:7.1f}ms {totals[2]/totals[3]:6.2f}")
+            t = settled_rounds({"fwd mc": lambda: conv.forward(x),
+                                "fwd pt": lambda: F.conv2d(tx, tw, tb, padding=1),
+                                "dx mc": lambda: conv.backward(dout),
+                                "dx pt": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdout, padding=1)},
+                               args.repeat)
+        for side in totals:
+            totals[side] += t[side]
+        print(_row(f"{cin}->{cout}@{size}", t))
+    print(_row("total", totals))
     products_alone(args, rng)
+
+
+def _row(label, t):
+    """One table row from {side: [seconds per round]}: median times, median ratio (range)."""
+    med = {side: float(np.median(v)) for side, v in t.items()}
+    return (f"{label:>16} {med['fwd mc']*1e3:7.1f}ms {med['fwd pt']*1e3:7.1f}ms "
+            f"{ratio_summary(t['fwd mc'], t['fwd pt'])[0]:>17} {med['dx mc']*1e3:7.1f}ms {med['dx pt']*1e3:7.1f}ms "
+            f"{ratio_summary(t['dx mc'], t['dx pt'])[0]:>17}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """VGG-16, float32, 224x224: minicnn vs PyTorch (random weights; speed does not depend on them).
 
-Times, in one process with the same threads: forward, and forward + input
-gradient of one logit, at batch 1 and 8 (median of --repeat runs), per image,
+Times, in one process with the same threads, settled and alternating
+(``common.settled_rounds``: a rest before each sample, the order of the two
+sides rotating; medians, and the median of the per-round ratios with their
+range): forward, and forward + input gradient of one logit, at batch 1 and 8, per image,
 with the share of NumPy's matrix-product peak each case reaches (its floor is
 what the products alone would take at that peak). Then peak resident memory,
 each side in a fresh child process so that neither counts the other: one
@@ -18,8 +20,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import (child_peak, matmul_peak_gflops, median_time, minicnn_step, peak_rss_mb,  # noqa: E402
-                    threads_note, torch_step, use_native_kernels)
+from common import (child_peak, matmul_peak_gflops, minicnn_step, peak_rss_mb, ratio_summary,  # noqa: E402
+                    settled_rounds, threads_note, torch_step, use_native_kernels)
 
 use_native_kernels()
 
@@ -86,9 +88,9 @@ def per_image_ratio(model, net, batch, rounds):
     for side, step in steps.items():
         ratios = []
         for _ in range(rounds):
-            one = median_time(lambda: step(x[:1]), 3, warmup=2)
-            many = median_time(lambda: step(x), 1, warmup=2)
-            ratios.append(many / batch / one)
+            one = settled_rounds({"one": lambda: step(x[:1])}, 3)["one"]
+            many = settled_rounds({"many": lambda: step(x)}, 1)["many"]
+            ratios.append(many[0] / batch / statistics.median(one))
         spread = " ".join(f"{r:.2f}" for r in ratios)
         print(f"{side}: per image at batch {batch} / batch 1, alternating rounds: median "
               f"{statistics.median(ratios):.2f} (rounds: {spread})", flush=True)
@@ -115,17 +117,20 @@ def main():
     flops = forward_flops(model, np.zeros((1, 3, 224, 224), np.float32))
     print(f"NumPy float32 matrix-product peak {peak:.0f} GFLOP/s; VGG-16 forward {flops / 1e9:.1f} GFLOP per image, "
           f"forward + input gradient {2 * flops / 1e9:.1f}")
-    print(f"{'case':>30} {'minicnn':>9} {'torch':>9} {'ratio':>6} {'per image':>10} {'of peak':>8} {'floor':>7}")
+    print(f"{'case':>30} {'minicnn':>9} {'torch':>9} {'ratio (range)':>17} {'per image':>10} {'of peak':>8} "
+          f"{'floor':>7}")
     for batch in args.batches:
         x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
         tx = torch.from_numpy(x)
         for grad, label in [(False, "forward"), (True, "forward + input grad")]:
             repeat = args.repeat if batch == 1 else max(2, args.repeat // 2)
-            # two untimed passes each (the steady state of a loop like SmoothGrad's)
-            t_mc = median_time(lambda: minicnn_step(model, x, grad), repeat, warmup=2)
-            t_pt = median_time(lambda: torch_step(net, tx, grad), repeat, warmup=2)
+            # settled, alternating rounds after two untimed passes each (the steady state of a loop like SmoothGrad's)
+            times = settled_rounds({"minicnn": lambda: minicnn_step(model, x, grad),
+                                    "torch": lambda: torch_step(net, tx, grad)}, repeat)
+            t_mc, t_pt = statistics.median(times["minicnn"]), statistics.median(times["torch"])
             work = flops * batch * (2 if grad else 1)
-            print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s {t_mc / t_pt:6.2f} "
+            print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s "
+                  f"{ratio_summary(times['minicnn'], times['torch'])[0]:>17} "
                   f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s", flush=True)
     if max(args.batches) > 1:
         per_image_ratio(model, net, max(args.batches), args.repeat)
