@@ -1,7 +1,7 @@
 """minicnn Conv2d vs torch.nn.functional.conv2d on VGG-16's convolutions.
 
 224x224 input, batch 1, float32, one process, the same threads for both, settled
-and alternating (``common.settled_rounds``: a rest before each sample, the order
+and alternating (``common.settled_rounds``: a sleep of SETTLE = 0.25 s before each sample, the order
 of the sides rotating; medians of the per-round ratios, with their range).
 Prints per layer: forward time, input-gradient time, and minicnn / torch ratios;
 then minicnn's matrix products alone ("mm": the same products, in the shapes

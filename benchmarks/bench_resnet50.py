@@ -1,6 +1,6 @@
 """ResNet-50, float32, 224x224: minicnn vs PyTorch (random weights; speed does not depend on them).
 
-Settled and alternating (``common.settled_rounds``): each sample after a rest, the order of the two sides
+Settled and alternating (``common.settled_rounds``): each sample after a sleep of 0.25 s, the two sides
 rotating; the figures are medians of per-round ratios with their spread. Cases: forward + input gradient of
 one logit at batch 1 and 8 (weights frozen on the torch side, as attribution needs), and forward alone;
 then peak resident memory of one forward + input gradient at batch 1, each side in a fresh child process;

@@ -1,7 +1,7 @@
 """VGG-16, float32, 224x224: minicnn vs PyTorch (random weights; speed does not depend on them).
 
 Times, in one process with the same threads, settled and alternating
-(``common.settled_rounds``: a rest before each sample, the order of the two
+(``common.settled_rounds``: a sleep of SETTLE = 0.25 s before each sample, the order of the two
 sides rotating; medians, and the median of the per-round ratios with their
 range): forward, and forward + input gradient of one logit, at batch 1 and 8, per image,
 with the share of NumPy's matrix-product peak each case reaches (its floor is
