@@ -2,19 +2,22 @@
 
     python benchmarks/bench_attribution.py [--repeat 3] [--samples 50] [--steps 50] [--perturbations 50] [--batch N]
 
-Random weights (speed does not depend on them). SmoothGrad, Integrated
-Gradients, LIME and KernelSHAP are timed once each (they are long); the others
-by the median. DeepLIFT, LRP (epsilon, as Captum's LRP), LIME and KernelSHAP
+Random weights (speed does not depend on them). Settled and alternating
+(``common.settled_rounds``: a sleep of 0.25 s before each sample, the order of
+the sides rotating): the short methods over --repeat rounds after two untimed
+runs, reported as medians and the median of the per-round ratios with their
+range; SmoothGrad, Integrated Gradients, LIME and KernelSHAP once each (they
+are long). DeepLIFT, LRP (epsilon, as Captum's LRP), LIME and KernelSHAP
 are compared with Captum, LRP epsilon-plus-flat with Zennit (when installed).
 LIME and KernelSHAP use the same 49 square segments on both sides.
 """
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import matmul_peak_gflops, median_time, threads_note, use_native_kernels  # noqa: E402
+from common import (matmul_peak_gflops, ratio_summary, settled_rounds, threads_note,  # noqa: E402
+                    use_native_kernels)
 
 use_native_kernels()
 
@@ -114,13 +117,15 @@ def main():
               f"lime ({args.perturbations} samples)": 1 + args.perturbations,
               f"kernel_shap ({args.perturbations} samples)": 1 + args.perturbations}
 
-    def row(name, t_mc, t_ca):
+    def row(name, times):
+        t_mc, t_ca = float(np.median(times["minicnn"])), float(np.median(times["captum"]))
         share = f"{passes[name] * flops / t_mc / 1e9 / peak:7.0%}" if name in passes else ""
-        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {t_mc / t_ca:6.2f} {share}", flush=True)
+        print(f"{name:>28} {t_mc:8.3f}s {t_ca:8.3f}s {ratio_summary(times['minicnn'], times['captum'])[0]:>17} "
+              f"{share}", flush=True)
 
-    print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio':>6} {'of peak':>7}")
+    print(f"{'method':>28} {'minicnn':>9} {'captum':>9} {'ratio (range)':>17} {'of peak':>7}")
     for name, ours, theirs in cases:
-        row(name, median_time(ours, args.repeat), median_time(theirs, args.repeat))
+        row(name, settled_rounds({"minicnn": ours, "captum": theirs}, args.repeat))
     long_cases = [
         (f"smoothgrad ({args.samples} samples)",
          lambda: attr.smoothgrad(attr.vanilla_gradient, model, x, target, n_samples=args.samples, stdev=0.15 * 4,
@@ -150,13 +155,7 @@ def main():
                                               perturbations_per_eval=captum_batch)),
     ]
     for name, ours, theirs in long_cases:
-        start = time.perf_counter()
-        ours()
-        t_mc = time.perf_counter() - start
-        start = time.perf_counter()
-        theirs()
-        t_ca = time.perf_counter() - start
-        row(name, t_mc, t_ca)
+        row(name, settled_rounds({"minicnn": ours, "captum": theirs}, rounds=1, warmup=0))
 
 
 if __name__ == "__main__":

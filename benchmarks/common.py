@@ -44,19 +44,19 @@ def median_time(fn, repeat=5, warmup=1):
 SETTLE = 0.25        # seconds of rest before each timed sample (see settled_rounds)
 
 
-def settled_rounds(sides, rounds=5):
+def settled_rounds(sides, rounds=5, warmup=2):
     """{side: [seconds per round]} for ``sides`` = {name: fn}, timed in alternating rounds.
 
     Each sample starts after SETTLE seconds of rest: OpenBLAS's worker threads
     spin about 0.1 s after each product (and torch's OpenMP threads likewise),
     and a product started in that window by the *other* library runs 2-6x
     slower. The order of the sides rotates from round to round, so neither
-    always goes first. Every side runs twice untimed first (warm-up).
+    always goes first. Every side runs ``warmup`` times untimed first.
     """
     names = list(sides)
     for name in names:
-        sides[name]()
-        sides[name]()
+        for _ in range(warmup):
+            sides[name]()
     times = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
