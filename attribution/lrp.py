@@ -362,9 +362,7 @@ def canonize(model):
     follow a convolution stays, and passes relevance like its gradient.
     """
     clone = _copy_without_activations(model)
-    for _, block in [("", clone)] + clone.named_modules():
-        if not isinstance(block, Block):
-            continue
+    for block in clone.blocks():
         names = list(block.children)
         for before, name in zip(names, names[1:]):
             conv, bn = block.children[before], block.children[name]

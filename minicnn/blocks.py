@@ -213,6 +213,10 @@ class Block(Layer):
                 found += child.named_modules()
         return found
 
+    def blocks(self):
+        """This block and every block below it (containers only), parents first."""
+        return [self] + [layer for _, layer in self.named_modules() if isinstance(layer, Block)]
+
     def named_layers(self):
         """[(name, layer)] of the leaf layers (no blocks) in forward order, e.g. ("layer1.0.conv1", Conv2d)."""
         return [(name, layer) for name, layer in self.named_modules() if not isinstance(layer, Block)]
@@ -263,9 +267,8 @@ class Block(Layer):
             parent.children[child] = old               # leave the model as it was
             self._set_names(prefix)
             raise
-        for _, block in [("", self)] + self.named_modules():
-            if isinstance(block, Block):
-                block.outputs, block.inputs = {}, {}     # the last forward's outputs no longer fit the tree
+        for block in self.blocks():
+            block.outputs, block.inputs = {}, {}         # the last forward's outputs no longer fit the tree
         return old
 
     def __repr__(self):

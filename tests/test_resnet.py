@@ -131,7 +131,7 @@ def test_state_dict_round_trip_with_and_without_num_batches_tracked(rng):
 
 
 class Gated(mc.Block):
-    """A block of one's own (the README's example): out = relu(conv(x)) * sigmoid-free gate 2, plus x."""
+    """A block of one's own (the README's example): out = 2 * relu(conv(x)) + x."""
 
     def __init__(self, channels, rng):
         super().__init__({"conv": mc.Conv2d(channels, channels, 3, padding=1, dtype=F64, rng=rng),
