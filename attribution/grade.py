@@ -6,19 +6,20 @@
     python -m attribution.grade deeplift_lrp       tutorials/assignments/d_deeplift_lrp.py
     python -m attribution.grade residual           tutorials/assignments/e_residual.py
 
-Each function of the student file is run on fixed cases and compared with
-numeric gradients and with minicnn's own layers and attribution methods (the
-reference implementation). The grader prints one line per function with its
-score and the first error found. The student's code runs in a separate
-process with a time limit per case (--timeout, default 10 s): an exit, a
-crash, a hang or an import error costs that function its marks, never the
-report. Exit status: 0 for full marks, 1 otherwise, 2 if the file cannot be
-graded at all (no such file, unknown assignment).
+Each function of the student file is run on fixed cases and compared with numeric gradients and with
+minicnn's own layers and attribution methods (the reference implementation). The grader prints one line per
+function with its score and the first error found.
+
+What the grader trusts stays in its own process: the cases, the expected values, the comparisons and the
+report. The student's file runs in another process (attribution/sandbox.py), from a copy in a fresh
+temporary folder, with limits on memory, CPU time and, on Linux, where it may write; that process receives
+only each case's inputs and sends back only arrays, in NumPy's .npy format read without pickle. Deadlines
+are per function (--timeout) and per submission (--submission-timeout): an exit, a crash, a hang, an import
+error or a forged message costs that function its marks, never the report. Exit status: 0 for full marks,
+1 otherwise, 2 if the file cannot be graded at all (no such file, unknown assignment, a bad option).
 """
 import argparse
-import importlib.util
 import sys
-import traceback
 
 import numpy as np
 
@@ -44,8 +45,25 @@ class Failed(Exception):
     """A case went wrong; the message says how."""
 
 
+class Case:
+    """One call of a student's function: ``args`` is all the student's process receives; ``check(got)`` runs in
+    the grader's process on what came back (an array, or a tuple of arrays) and raises Failed."""
+
+    def __init__(self, label, args, check):
+        self.label, self.args, self.check = label, tuple(args), check
+
+
+def single(got, what):
+    """``got`` as one float64 array (a tuple of equal arrays is stacked, as np.asarray would)."""
+    if isinstance(got, tuple):
+        if len({a.shape for a in got}) != 1:
+            raise Failed(f"{what}: returned {len(got)} arrays of different shapes; one array was asked for")
+        got = np.stack(got)
+    return np.asarray(got, dtype=np.float64)
+
+
 def expect_close(got, expected, what, tol=1e-9):
-    got = np.asarray(got)
+    got = single(got, what)
     if got.shape != np.shape(expected):
         raise Failed(f"{what}: returned shape {got.shape}, expected {np.shape(expected)}")
     err = rel_error(got, expected)
@@ -53,14 +71,27 @@ def expect_close(got, expected, what, tol=1e-9):
         raise Failed(f"{what}: relative error {err:.2e} (should be below {tol:.0e})")
 
 
-def unchanged(fn, *arrays):
-    """Call fn(*arrays) on copies and fail if it changes any of them in place; return its result."""
-    copies = [np.array(a, copy=True) for a in arrays]
-    result = fn(*copies)
-    for i, (a, c) in enumerate(zip(arrays, copies)):
-        if not np.array_equal(a, c):
-            raise Failed(f"it modifies argument {i + 1} in place; compute a new array instead")
-    return result
+def float32_case(args, expected, what, tol=1e-5, count=None):
+    """The float32 case of a function: it must return float32 and the float64 answer to float32 accuracy.
+    ``args`` are the float32 inputs, ``expected`` the float64 answer for them (or a tuple, ``count`` arrays)."""
+    def check(got):
+        parts = got if count else (got,)
+        if count and (not isinstance(got, tuple) or len(got) != count):
+            raise Failed(f"{what}: returned {len(got) if isinstance(got, tuple) else 1} arrays, expected {count}")
+        for part, exp in zip(parts, expected if count else (expected,)):
+            if isinstance(part, tuple) or part.dtype != np.float32:
+                dtype = "a tuple" if isinstance(part, tuple) else part.dtype
+                raise Failed(f"returned {dtype} for float32 input; keep the input's dtype")
+            expect_close(part, exp, f"{what}, float32 values", tol)
+    return Case("float32 stays float32, with float32 accuracy", args, check)
+
+
+def f32(*arrays):
+    return tuple(np.asarray(a, dtype=np.float32) for a in arrays)
+
+
+def f64(*arrays):
+    return tuple(np.asarray(a, dtype=np.float64) for a in arrays)
 
 
 RULE_NAMES = {"gradient": "Vanilla Gradient rule dout * (x > 0)", "deconvnet": "DeconvNet rule dout * (dout > 0)",
@@ -84,35 +115,37 @@ def _relu_variants(dout, x, rule):
     return variants
 
 
-def _cases_relu(rule):
-    def check(fn, dout, x, what):
-        relu = ReLU()
-        relu.forward(x)
-        expected = relu.backward(dout, rule=rule)
-        got = np.asarray(unchanged(fn, dout, x))
-        if got.shape == expected.shape and not np.array_equal(got, expected):
-            matches = [name for name, value in _relu_variants(dout, x, rule).items() if np.array_equal(got, value)]
-            if matches:
-                hint = "" if ">=" in matches[0] else " (an indicator on the wrong tensor?)"
-                raise Failed(f"{what}: the result is the {matches[0]}, not the {RULE_NAMES[rule]}{hint}")
-        expect_close(got, expected, what, 0)
+def _relu_reference(dout, x, rule):
+    relu = ReLU()
+    relu.forward(x)
+    return relu.backward(dout, rule=rule)
 
-    def cases(fn):
-        yield "the textbook's 2x2 example", lambda: check(fn, TEXTBOOK_G, TEXTBOOK_X, "textbook example")
+
+def _cases_relu(rule):
+    def check(dout, x, what):
+        def run(got):
+            expected = _relu_reference(dout, x, rule)
+            got = single(got, what)
+            if got.shape == expected.shape and not np.array_equal(got, expected):
+                matches = [name for name, value in _relu_variants(dout, x, rule).items() if np.array_equal(got, value)]
+                if matches:
+                    hint = "" if ">=" in matches[0] else " (an indicator on the wrong tensor?)"
+                    raise Failed(f"{what}: the result is the {matches[0]}, not the {RULE_NAMES[rule]}{hint}")
+            expect_close(got, expected, what, 0)
+        return run
+
+    def cases():
         rng = _rng(1)
         x = rng.standard_normal((2, 3, 4, 5))
         x[0, 0, :2] = 0.0                                  # exact zeros: x > 0 is strict
         dout = rng.standard_normal(x.shape)
         dout[1, 2, 1] = 0.0
-        yield "random input with exact zeros", lambda: check(fn, dout, x, "random input with exact zeros")
-        x32, d32 = x.astype(np.float32), dout.astype(np.float32)
-        yield "float32 stays float32", lambda: _expect_dtype(fn(d32, x32), np.float32)
+        d32, x32 = f32(dout, x)
+        return [Case("the textbook's 2x2 example", (TEXTBOOK_G, TEXTBOOK_X),
+                     check(TEXTBOOK_G, TEXTBOOK_X, "textbook example")),
+                Case("random input with exact zeros", (dout, x), check(dout, x, "random input with exact zeros")),
+                float32_case((d32, x32), _relu_reference(*f64(d32, x32), rule), "the rule", tol=0)]
     return cases
-
-
-def _expect_dtype(a, dtype):
-    if np.asarray(a).dtype != dtype:
-        raise Failed(f"returned {np.asarray(a).dtype} for {np.dtype(dtype)} input; keep the input's dtype")
 
 
 def _maxpool_reference(dout, x, k, s):
@@ -121,34 +154,34 @@ def _maxpool_reference(dout, x, k, s):
     return pool.backward(dout)
 
 
-def _cases_maxpool(fn):
+def _cases_maxpool():
     rng = _rng(2)
+    cases = []
     for k, s, label in [(2, 2, "2x2 stride 2"), (3, 2, "3x3 stride 2 (overlapping windows)")]:
         x = rng.permutation(np.arange(2 * 3 * 7 * 9, dtype=np.float64)).reshape(2, 3, 7, 9) / 10   # no ties
         out = MaxPool2d(k, s).forward(x)
         dout = rng.standard_normal(out.shape)
-        def check(x=x, dout=dout, k=k, s=s, label=label):
-            got, expected = unchanged(lambda d, xx: fn(d, xx, k, s), dout, x), _maxpool_reference(dout, x, k, s)
-            if np.shape(got) == expected.shape and rel_error(got, expected) > 1e-9:
+
+        def check(got, x=x, dout=dout, k=k, s=s, label=label):
+            expected = _maxpool_reference(dout, x, k, s)
+            if np.shape(single(got, label)) == expected.shape and rel_error(single(got, label), expected) > 1e-9:
                 _match_variant(got, {"= where overlapping windows need +=: a shared element must add up the "
                                      "gradients of every window it wins": _maxpool_assigned(dout, x, k, s)}, label)
             expect_close(got, expected, label)
-        yield label, check
+        cases.append(Case(label, (dout, x, k, s), check))
     x = np.zeros((1, 2, 4, 4))
     x[0, 1, 1:3, 1:3] = 1.0                                 # windows of equal values
     dout = np.arange(1.0, 9.0).reshape(1, 2, 2, 2)
-    yield "ties go to the first maximum", lambda: expect_close(
-        fn(dout.copy(), x.copy(), 2, 2), _maxpool_reference(dout, x, 2, 2),
-        "windows with tied values (the gradient goes to the first maximum in row-major order)")
+    cases.append(Case("ties go to the first maximum", (dout, x, 2, 2), lambda got, x=x, dout=dout: expect_close(
+        got, _maxpool_reference(dout, x, 2, 2),
+        "windows with tied values (the gradient goes to the first maximum in row-major order)")))
     x = _rng(3).permutation(np.arange(50.0)).reshape(1, 2, 5, 5)
     dout = _rng(4).standard_normal((1, 2, 2, 2))
-
-    def numeric():
-        num = numeric_vjp(lambda xx: MaxPool2d(3, 2).forward(xx), x, dout)
-        expect_close(fn(dout.copy(), x.copy(), 3, 2), num, "numeric gradient check", 1e-7)
-    yield "numeric gradient check", numeric
-    yield "float32 stays float32", lambda: _expect_dtype(fn(dout.astype(np.float32), x.astype(np.float32), 3, 2),
-                                                         np.float32)
+    cases.append(Case("numeric gradient check", (dout, x, 3, 2), lambda got: expect_close(
+        got, numeric_vjp(lambda xx: MaxPool2d(3, 2).forward(xx), x, dout), "numeric gradient check", 1e-7)))
+    d32, x32 = f32(dout, x)
+    cases.append(float32_case((d32, x32, 3, 2), _maxpool_reference(*f64(d32, x32), 3, 2), "max-pool backward"))
+    return cases
 
 
 def _maxpool_assigned(dout, x, k, s):
@@ -166,33 +199,49 @@ def _maxpool_assigned(dout, x, k, s):
     return dx
 
 
-def _cases_conv(fn):
+def _conv_forward(xx, ww, bb, stride, pad):
+    conv = Conv2d(ww.shape[1], ww.shape[0], ww.shape[2], stride=stride, padding=pad, dtype=np.float64)
+    conv.params["weight"], conv.params["bias"] = ww, bb
+    return conv.forward(xx)
+
+
+def _conv_reference(dout, x, w, stride, pad):
+    conv = Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=pad, dtype=np.float64)
+    conv.params["weight"], conv.params["bias"] = w, np.zeros(w.shape[0])
+    conv.forward(x)
+    dx = conv.backward(dout, param_grads=True)
+    return dx, conv.grads["weight"], conv.grads["bias"]
+
+
+def _three(got, what):
+    if not isinstance(got, tuple) or len(got) != 3:
+        raise Failed(f"{what}: returned {len(got) if isinstance(got, tuple) else 'one array'}; "
+                     f"expected three arrays (dx, dw, db)")
+    return got
+
+
+def _cases_conv():
     rng = _rng(5)
     x = rng.standard_normal((2, 3, 5, 6))
     w = rng.standard_normal((4, 3, 3, 3))
     b = rng.standard_normal(4)
-
-    def forward(xx, ww, bb, stride, pad):
-        conv = Conv2d(3, 4, 3, stride=stride, padding=pad, dtype=np.float64)
-        conv.params["weight"], conv.params["bias"] = ww, bb
-        return conv.forward(xx)
-
+    cases = []
     for stride, pad in [(1, 1), (2, 0)]:
-        dout = rng.standard_normal(forward(x, w, b, stride, pad).shape)
+        dout = rng.standard_normal(_conv_forward(x, w, b, stride, pad).shape)
         label = f"stride {stride}, pad {pad}"
-
-        def check(part, dout=dout, stride=stride, pad=pad, label=label):
-            dx, dw, db = unchanged(lambda d, xx, ww: fn(d, xx, ww, stride, pad), dout, x, w)
-            got = {"dx": dx, "dw": dw, "db": db}[part]
-            numeric = {"dx": lambda: numeric_vjp(lambda xx: forward(xx, w, b, stride, pad), x, dout),
-                       "dw": lambda: numeric_vjp(lambda ww: forward(x, ww, b, stride, pad), w, dout),
-                       "db": lambda: numeric_vjp(lambda bb: forward(x, w, bb, stride, pad), b, dout)}[part]()
-            hint = " (summed over every image of the batch?)" if part in ("dw", "db") else ""
-            expect_close(got, numeric, f"{part}, {label}, numeric gradient check{hint}", 1e-7)
-        for part in ("dx", "dw", "db"):
-            yield f"{part} ({label})", lambda part=part, check=check: check(part)
-    yield "float32 stays float32", lambda: [_expect_dtype(a, np.float32) for a in fn(
-        *(v.astype(np.float32) for v in (rng.standard_normal((2, 4, 5, 6)), x, w)), 1, 1)]
+        for i, part in enumerate(("dx", "dw", "db")):
+            def check(got, part=part, i=i, dout=dout, stride=stride, pad=pad, label=label):
+                got = _three(got, label)[i]
+                numeric = {"dx": lambda: numeric_vjp(lambda xx: _conv_forward(xx, w, b, stride, pad), x, dout),
+                           "dw": lambda: numeric_vjp(lambda ww: _conv_forward(x, ww, b, stride, pad), w, dout),
+                           "db": lambda: numeric_vjp(lambda bb: _conv_forward(x, w, bb, stride, pad), b, dout)}[part]()
+                hint = " (summed over every image of the batch?)" if part in ("dw", "db") else ""
+                expect_close(got, numeric, f"{part}, {label}, numeric gradient check{hint}", 1e-7)
+            cases.append(Case(f"{part} ({label})", (dout, x, w, stride, pad), check))
+    d32, x32, w32 = f32(rng.standard_normal((2, 4, 5, 6)), x, w)
+    cases.append(float32_case((d32, x32, w32, 1, 1), _conv_reference(*f64(d32, x32, w32), 1, 1),
+                              "conv backward", count=3))
+    return cases
 
 
 def _small_model(seed=0):
@@ -222,39 +271,43 @@ def _grad_cam_variants(model, x, targets, layer):
     alpha = dA.mean(axis=(2, 3))
     weighted = np.einsum("nk,nkhw->nhw", alpha, A)
     shared = np.einsum("k,nkhw->nhw", dA.mean(axis=(0, 2, 3)), A)
-    A2, dA2 = _grad_cam_parts(model, x, targets, layer, wrong_axis=True)
     variants = {"no ReLU at the end: negative values where Grad-CAM has none": weighted,
                 f"the sum of the gradient over (h, w) instead of its mean (off by h*w = {h * w})":
                     np.maximum(weighted * h * w, 0),
                 "weights averaged over the images too: each image needs its own alpha (N, K)":
                     np.maximum(shared, 0),
                 "the map scaled to [0, 1]: the coarse, unscaled map was asked for":
-                    attr.scale_01(np.maximum(weighted, 0)),
-                "the one-hot set on the wrong axis (dout[targets, n] instead of dout[n, targets])":
-                    np.maximum(np.einsum("nk,nkhw->nhw", dA2.mean(axis=(2, 3)), A2), 0)}
+                    attr.scale_01(np.maximum(weighted, 0))}
+    if targets.max() < len(x):                      # dout[targets, n] can be set: what it gives
+        A2, dA2 = _grad_cam_parts(model, x, targets, layer, wrong_axis=True)
+        variants["the one-hot set on the wrong axis (dout[targets, n] instead of dout[n, targets])"] = \
+            np.maximum(np.einsum("nk,nkhw->nhw", dA2.mean(axis=(2, 3)), A2), 0)
     return variants
 
 
-def _cases_grad_cam(fn):
+def _cases_grad_cam():
     model = _small_model()
     x = _rng(6).standard_normal((3, 3, 8, 8))
+    cases = []
     for layer, targets in (("features.4", np.array([2, 0, 1])), ("features.1", np.array([0, 3, 4]))):
-        def check(layer=layer, targets=targets):
+        def check(got, layer=layer, targets=targets):
             expected = attr.grad_cam(model, x, targets, layer)
-            got = unchanged(lambda xx: fn(model, xx, targets.copy(), layer), x)
-            if np.ndim(got) == 3 and np.shape(got)[1:] == x.shape[2:] and expected.shape[1:] != x.shape[2:]:
-                raise Failed(f"Grad-CAM at {layer}: returned {np.shape(got)}, the image's size: the coarse map "
+            got = single(got, f"Grad-CAM at {layer}")
+            if got.ndim == 3 and got.shape[1:] == x.shape[2:] and expected.shape[1:] != x.shape[2:]:
+                raise Failed(f"Grad-CAM at {layer}: returned {got.shape}, the image's size: the coarse map "
                              f"{expected.shape} was asked for, without upsampling")
-            if np.shape(got) == expected.shape and rel_error(got, expected) > 1e-9:
+            if got.shape == expected.shape and rel_error(got, expected) > 1e-9:
                 _match_variant(got, _grad_cam_variants(model, x, targets, layer), f"Grad-CAM at {layer}")
             expect_close(got, expected, f"Grad-CAM at {layer} (mean of the gradient over (h, w), weighted sum, "
                                         f"ReLU)")
-        yield f"layer {layer}", check
-    yield "float32 stays float32", lambda: _expect_dtype(
-        fn(_small_model().to(np.float32), x.astype(np.float32), np.array([0, 1, 2]), "features.4"), np.float32)
+        cases.append(Case(f"layer {layer}", (model, x, targets, layer), check))
+    model32, (x32,), targets = _small_model().to(np.float32), f32(x), np.array([0, 1, 2])
+    cases.append(float32_case((model32, x32, targets, "features.4"),
+                              attr.grad_cam(_small_model(), *f64(x32), targets, "features.4"), "Grad-CAM", 1e-4))
+    return cases
 
 
-def _cases_smoothgrad(fn):
+def _cases_smoothgrad():
     model = _small_model(1)
     x = _rng(7).uniform(0, 1, (2, 3, 8, 8))
     x[1] *= 3                                         # the images' ranges differ: sigma is per image
@@ -264,35 +317,35 @@ def _cases_smoothgrad(fn):
     span = x.reshape(2, -1).max(axis=1) - x.reshape(2, -1).min(axis=1)
     sigma = (level * span)[:, None, None, None, None]
 
-    def sg(scaled, divide=5):
+    def sg(scaled, divide=5, model=model, x=x):
         return attr.smoothgrad(attr.vanilla_gradient, model, x, targets, n_samples=5, noise=scaled) * 5 / divide
-    expected = sg(sigma * noise)
-    variants = {"no noise added: the plain gradient": attr.vanilla_gradient(model, x, targets),
-                "a total divided by the number of images, not of samples": sg(sigma * noise, divide=2),
-                "a total divided by n_samples - 1": sg(sigma * noise, divide=4),
-                "the noise scaled twice (noise_level applied to sigma again)": sg(level * sigma * noise),
-                "the noise not scaled by the image's range (sigma = noise_level)": sg(level * noise),
-                "one sigma from the whole batch's range; each image has its own":
-                    sg(level * (x.max() - x.min()) * noise)}
 
-    def check():
-        got = unchanged(lambda xx, nn: fn(model, xx, targets.copy(), level, nn), x, noise)
-        if np.shape(got) == expected.shape and rel_error(got, expected) > 1e-9:
+    def check(got):
+        expected = sg(sigma * noise)
+        variants = {"no noise added: the plain gradient": attr.vanilla_gradient(model, x, targets),
+                    "a total divided by the number of images, not of samples": sg(sigma * noise, divide=2),
+                    "a total divided by n_samples - 1": sg(sigma * noise, divide=4),
+                    "the noise scaled twice (noise_level applied to sigma again)": sg(level * sigma * noise),
+                    "the noise not scaled by the image's range (sigma = noise_level)": sg(level * noise),
+                    "one sigma from the whole batch's range; each image has its own":
+                        sg(level * (x.max() - x.min()) * noise)}
+        if np.shape(single(got, "SmoothGrad")) == expected.shape and rel_error(single(got, "SmoothGrad"),
+                                                                                expected) > 1e-9:
             _match_variant(got, variants, "SmoothGrad")
         expect_close(got, expected, "SmoothGrad (mean over samples of the vanilla gradient at x + sigma * noise)")
-    yield "5 noisy samples, sigma from each image's range", check
     zero = np.zeros((2, 3, 3, 8, 8))
-    yield "zero noise equals the gradient", lambda: expect_close(
-        fn(model, x.copy(), targets.copy(), level, zero), attr.vanilla_gradient(model, x, targets),
-        "SmoothGrad with zero noise")
-    yield "float32 stays float32", lambda: _expect_dtype(
-        fn(_small_model(1).to(np.float32), x.astype(np.float32), targets, level, noise.astype(np.float32)),
-        np.float32)
+    x32, noise32 = f32(x, noise)
+    sigma32 = (level * np.ptp(x32.astype(np.float64).reshape(2, -1), axis=1))[:, None, None, None, None]
+    return [Case("5 noisy samples, sigma from each image's range", (model, x, targets, level, noise), check),
+            Case("zero noise equals the gradient", (model, x, targets, level, zero), lambda got: expect_close(
+                got, attr.vanilla_gradient(model, x, targets), "SmoothGrad with zero noise")),
+            float32_case((_small_model(1).to(np.float32), x32, targets, level, noise32),
+                         sg(sigma32 * noise32.astype(np.float64), x=x32.astype(np.float64)), "SmoothGrad", 1e-4)]
 
 
 def _match_variant(got, variants, what):
     """If ``got`` equals what a known mistake computes, fail naming the mistake."""
-    got = np.asarray(got, dtype=np.float64)
+    got = single(got, what)
     if not np.isfinite(got).all():
         raise Failed(f"{what}: the result has NaN or infinity (a division by zero? see the docstring's fallback)")
     for mistake, value in variants.items():
@@ -301,40 +354,44 @@ def _match_variant(got, variants, what):
             raise Failed(f"{what}: the result is what {mistake} gives")
 
 
-def _cases_rescale(fn):
+def _rescale_reference(dout, x, x_ref):
+    relu = ReLU()
+    relu.forward(x)
+    return relu.backward(dout, rule="rescale", reference=x_ref)
+
+
+def _cases_rescale():
     rng = _rng(9)
     x = rng.standard_normal((2, 3, 4, 5))
     x_ref = rng.standard_normal(x.shape)
     x_ref[0, 0] = x[0, 0]                                       # equal inputs: the gradient fallback
     x_ref[1, 1, :2] = x[1, 1, :2] + 1e-12
     dout = rng.standard_normal(x.shape)
-    relu = ReLU()
-    relu.forward(x)
-    expected = relu.backward(dout, rule="rescale", reference=x_ref)
-    delta = x - x_ref
-    small = np.abs(delta) < 1e-10
-    with np.errstate(divide="ignore", invalid="ignore"):
-        secant = (np.maximum(x, 0) - np.maximum(x_ref, 0)) / delta
-        variants = {
-            "the Vanilla Gradient rule dout * (x > 0), not the secant": dout * (x > 0),
-            "(relu(x_ref) - relu(x)) / (x - x_ref): the difference of the outputs has the wrong sign":
-                dout * np.where(small, x > 0, -secant),
-            "(x - x_ref) / (x - x_ref) = 1: use relu(x) - relu(x_ref) above the line":
-                dout * np.where(small, x > 0, 1.0),
-            "a fallback of 0 where |x - x_ref| < 1e-10; the rule there is the gradient dout * (x > 0)":
-                dout * np.where(np.abs(delta) < 1e-10, 0, secant),
-            "a fallback only where x == x_ref exactly; use |x - x_ref| < 1e-10":
-                dout * np.where(delta == 0, x > 0, secant),
-        }
 
-    def check(d, xx, rr, exp, label):
-        got = unchanged(fn, d, xx, rr)
-        if not (np.shape(got) == exp.shape and rel_error(got, exp) <= 1e-9):
-            _match_variant(got, variants, label)
-        expect_close(got, exp, label)
-    yield "random input with equal and near-equal pairs", lambda: check(dout, x, x_ref, expected, "rescale rule")
-    yield "float32 stays float32", lambda: _expect_dtype(fn(*(v.astype(np.float32) for v in (dout, x, x_ref))),
-                                                         np.float32)
+    def check(got):
+        expected = _rescale_reference(dout, x, x_ref)
+        delta = x - x_ref
+        small = np.abs(delta) < 1e-10
+        with np.errstate(divide="ignore", invalid="ignore"):
+            secant = (np.maximum(x, 0) - np.maximum(x_ref, 0)) / delta
+            variants = {
+                "the Vanilla Gradient rule dout * (x > 0), not the secant": dout * (x > 0),
+                "(relu(x_ref) - relu(x)) / (x - x_ref): the difference of the outputs has the wrong sign":
+                    dout * np.where(small, x > 0, -secant),
+                "(x - x_ref) / (x - x_ref) = 1: use relu(x) - relu(x_ref) above the line":
+                    dout * np.where(small, x > 0, 1.0),
+                "a fallback of 0 where |x - x_ref| < 1e-10; the rule there is the gradient dout * (x > 0)":
+                    dout * np.where(np.abs(delta) < 1e-10, 0, secant),
+                "a fallback only where x == x_ref exactly; use |x - x_ref| < 1e-10":
+                    dout * np.where(delta == 0, x > 0, secant),
+            }
+        if not (np.shape(single(got, "rescale rule")) == expected.shape
+                and rel_error(single(got, "rescale rule"), expected) <= 1e-9):
+            _match_variant(got, variants, "rescale rule")
+        expect_close(got, expected, "rescale rule")
+    d32, x32, r32 = f32(dout, x, x_ref + 1e-3 * (x_ref == x))         # float32 cannot hold 1e-12 apart
+    return [Case("random input with equal and near-equal pairs", (dout, x, x_ref), check),
+            float32_case((d32, x32, r32), _rescale_reference(*f64(d32, x32, r32)), "rescale rule")]
 
 
 def _lrp_layers(seed):
@@ -359,20 +416,25 @@ def _epsilon_variants(layer, a, R, eps):
                     (z + eps * sign) * layer.backward(R / (z + eps * sign))}
 
 
-def _cases_lrp(fn, rule):
+def _lrp_reference(layer, a, R, rule, eps):
     from .lrp import Epsilon, ZPlus
+    reference = Epsilon(eps) if rule == "epsilon" else ZPlus(stabilizer=eps)
+    return reference(layer.with_params(**({"bias": np.zeros_like(layer.params["bias"])}
+                                          if rule == "zplus" else {})), a, R)
+
+
+def _cases_lrp(rule):
+    cases = []
     for label, layer, a in _lrp_layers(10 if rule == "epsilon" else 11):
         if rule == "zplus":
             a = np.abs(a)                                         # ReLU outputs
         R = _rng(12).standard_normal(layer.forward(a).shape)
         eps = 0.1 if rule == "epsilon" else 1e-9
-        reference = Epsilon(eps) if rule == "epsilon" else ZPlus(stabilizer=eps)
-        expected = reference(layer.with_params(**({"bias": np.zeros_like(layer.params["bias"])}
-                                                  if rule == "zplus" else {})), a, R)
 
-        def check(layer=layer, a=a, R=R, eps=eps, expected=expected, label=label):
-            got = unchanged(lambda aa, rr: fn(layer, aa, rr, eps), a, R)
-            if not (np.shape(got) == expected.shape and rel_error(got, expected) <= 1e-9):
+        def check(got, layer=layer, a=a, R=R, eps=eps, label=label):
+            expected = _lrp_reference(layer, a, R, rule, eps)
+            got = single(got, label)
+            if not (got.shape == expected.shape and rel_error(got, expected) <= 1e-9):
                 if rule == "epsilon":
                     variants = _epsilon_variants(layer, a, R, eps)
                 else:
@@ -386,7 +448,8 @@ def _cases_lrp(fn, rule):
                                              a, R, eps, by_output=True)}
                 _match_variant(got, variants, label)
             expect_close(got, expected, f"{label}, {rule} rule")
-        yield label, check
+        cases.append(Case(label, (layer, a, R, eps), check))
+    return cases
 
 
 def _plain_steps(layer, a, R, eps, by_output=False):
@@ -396,34 +459,37 @@ def _plain_steps(layer, a, R, eps, by_output=False):
     return (z if by_output else a) * c
 
 
-def _zero_relu_case(fn):
+def _zero_relu_case():
     """z exactly 0 somewhere: sign(0) must count as +1 (np.sign(0) is 0, and R / 0 is not a number)."""
     lin = Linear(2, 2, bias=False, dtype=np.float64)
     lin.params["weight"] = np.array([[1.0, -1.0], [1.0, 1.0]])
     a, R = np.array([[1.0, 1.0]]), np.array([[1.0, 1.0]])            # the first output is exactly 0
     z = np.array([[0.0, 2.0]])
     expected = a * ((R / (z + 0.1 * np.array([[1.0, 1.0]]))) @ lin.params["weight"])
-    got = fn(lin, a.copy(), R.copy(), 0.1)
-    if not np.isfinite(np.asarray(got, dtype=np.float64)).all():
-        raise Failed("an output with z = 0 gave NaN or infinity: np.sign(0) is 0, take sign(0) as +1")
-    expect_close(got, expected, "an output with z exactly 0 (sign(0) = +1)")
+
+    def check(got):
+        if not np.isfinite(single(got, "z = 0")).all():
+            raise Failed("an output with z = 0 gave NaN or infinity: np.sign(0) is 0, take sign(0) as +1")
+        expect_close(got, expected, "an output with z exactly 0 (sign(0) = +1)")
+    return Case("an output with z exactly 0", (lin, a, R, 0.1), check)
 
 
-def _cases_lrp_epsilon(fn):
-    yield from _cases_lrp(fn, "epsilon")
-    yield "an output with z exactly 0", lambda: _zero_relu_case(fn)
+def _cases_lrp_epsilon():
+    return _cases_lrp("epsilon") + [_zero_relu_case()]
 
 
-def _cases_lrp_zplus(fn):
-    yield from _cases_lrp(fn, "zplus")
+def _cases_lrp_zplus():
+    return _cases_lrp("zplus")
 
 
 def _residual_case(rng, inplanes, planes, stride):
     """A minicnn basic block with random weights and batch-norm statistics, run forward on random x:
-    (block, x, dout, s, body_backward, shortcut_backward)."""
-    from minicnn.blocks import BackwardContext
+    (block, x, dout, s, body_backward, shortcut_backward); the two backwards are picklable (they go to the
+    student's process)."""
     from minicnn.layers import BatchNorm2d
     from minicnn.models import basic_block
+
+    from .sandbox import BranchBackward
 
     def conv(cin, cout, k, st, p):
         return Conv2d(cin, cout, k, st, p, bias=False, dtype=np.float64, rng=rng)
@@ -437,9 +503,8 @@ def _residual_case(rng, inplanes, planes, stride):
     x = rng.standard_normal((2, inplanes, 6, 5))
     out = block.forward(x)
     body, shortcut = block.cache
-    ctx = BackwardContext()
     return (block, x, rng.standard_normal(out.shape), body + shortcut,
-            lambda g: block.chain_back(block.body, g, ctx), lambda g: block.chain_back(block.shortcut, g, ctx))
+            BranchBackward(block, "body"), BranchBackward(block, "shortcut"))
 
 
 def _residual_variants(dout, s, body_backward, shortcut_backward):
@@ -461,34 +526,32 @@ def _residual_mistakes(dout, s, g, body_backward, shortcut_backward):
                 body_backward(dout * (s >= 0)) + shortcut_backward(dout * (s >= 0))}
 
 
-def _cases_residual(fn):
-    def hand():
-        # body: a 1x1 conv of weight 2 (its backward doubles), shortcut: the identity; relu(s) at s = 3x
-        s = np.array([[[[3.0, -6.0], [1.5, 0.0]]]])
-        dout = np.array([[[[1.0, 2.0], [-1.0, 4.0]]]])
-        got = unchanged(lambda d, ss: fn(d, ss, lambda g: 2 * g, lambda g: g), dout, s)
-        _match_variant(got, _residual_variants(dout, s, lambda g: 2 * g, lambda g: g), "the worked example")
+def _cases_residual():
+    from .sandbox import Scale
+    s = np.array([[[[3.0, -6.0], [1.5, 0.0]]]])                  # body: a 1x1 conv of weight 2 (its backward
+    dout = np.array([[[[1.0, 2.0], [-1.0, 4.0]]]])                # doubles), shortcut: the identity; s = 3x
+
+    def hand(got):
+        _match_variant(got, _residual_variants(dout, s, Scale(2), Scale(1)), "the worked example")
         expect_close(got, [[[[3.0, 0.0], [-3.0, 0.0]]]], "the worked example (body 2g + shortcut g where s > 0)")
-    yield "worked example: a 1x1 body of weight 2, identity shortcut", hand
+    cases = [Case("worked example: a 1x1 body of weight 2, identity shortcut", (dout, s, Scale(2), Scale(1)), hand)]
     for k, (inplanes, planes, stride, label) in enumerate([(4, 4, 1, "identity shortcut"),
                                                             (3, 5, 2, "downsample shortcut, stride 2")]):
-        def check(k=k, inplanes=inplanes, planes=planes, stride=stride, label=label):
-            block, x, dout, s, body_bw, shortcut_bw = _residual_case(_rng(40 + k), inplanes, planes, stride)
-            got = unchanged(lambda d, ss: fn(d, ss, body_bw, shortcut_bw), dout, s)
-            _match_variant(got, _residual_variants(dout, s, body_bw, shortcut_bw), f"a basic block, {label}")
-            expect_close(got, numeric_vjp(block.forward, x, dout), f"a basic block, {label}, numeric gradient", 1e-7)
-        yield f"a basic block ({label})", check
+        block, x, d, summed, body_bw, shortcut_bw = _residual_case(_rng(40 + k), inplanes, planes, stride)
 
-    def float32():
-        block, x, dout, s, body_bw, shortcut_bw = _residual_case(_rng(42), 4, 4, 1)
-        got = fn(dout.astype(np.float32), s.astype(np.float32), lambda g: body_bw(g).astype(g.dtype),
-                 lambda g: shortcut_bw(g).astype(g.dtype))
-        _expect_dtype(got, np.float32)
-        expect_close(got, block.backward(dout), "float32 values", 1e-5)
-    yield "float32 stays float32", float32
+        def check(got, block=block, x=x, d=d, summed=summed, body_bw=body_bw, shortcut_bw=shortcut_bw, label=label):
+            _match_variant(got, _residual_variants(d, summed, body_bw, shortcut_bw), f"a basic block, {label}")
+            expect_close(got, numeric_vjp(block.forward, x, d), f"a basic block, {label}, numeric gradient", 1e-7)
+        cases.append(Case(f"a basic block ({label})", (d, summed, body_bw, shortcut_bw), check))
+    block, x, d, summed, body_bw, shortcut_bw = _residual_case(_rng(42), 4, 4, 1)
+    d32, s32 = f32(d, summed)
+    expected = body_bw(d32 * (s32 > 0)) + shortcut_bw(d32 * (s32 > 0))
+    cases.append(float32_case((d32, s32, body_bw.as_dtype(np.float32), shortcut_bw.as_dtype(np.float32)),
+                              expected, "residual backward", 1e-5))
+    return cases
 
 
-ASSIGNMENTS = {
+ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
     "relu_maxpool": {"relu_backward_gradient": _cases_relu("gradient"),
                      "relu_backward_deconvnet": _cases_relu("deconvnet"),
                      "relu_backward_guided": _cases_relu("guided"),
@@ -515,14 +578,20 @@ FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d"},
                    "residual": {"Residual", "chain_back", "backprop"}}
 
 
-def library_uses(path, assignment):
-    """{function: the library name it uses} for graded functions that call the library's own answer
-    (an import of attribution, minicnn.naive or the solutions, or the layer the assignment rebuilds)."""
+DYNAMIC = {"eval", "exec", "compile", "__import__", "importlib", "globals", "vars", "__builtins__", "modules"}
+
+
+def library_uses(source, assignment):
+    """{function: the library name it uses} for graded functions that reach the library's own answer (an
+    import of attribution, minicnn.naive or the solutions, or the layer the assignment rebuilds) -- in their
+    own body, in a helper function or class of the file they use, or in a module-level assignment they read
+    (``R = ReLU()``). Code that builds names at run time (eval, exec, __import__, importlib, globals(),
+    sys.modules) cannot be checked; a file that uses it anywhere is flagged for every graded function."""
     import ast
     try:
-        tree = ast.parse(open(path, encoding="utf-8").read())
-    except (SyntaxError, ValueError, OSError):
-        return {}                                     # the child reports what is wrong with the file
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}                                     # the student's process reports what is wrong with the file
     aliases = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -543,158 +612,179 @@ def library_uses(path, assignment):
 
     def forbidden(name):
         return name.startswith(ALWAYS_FORBIDDEN) or bool(set(name.split(".")) & FORBIDDEN_NAMES[assignment])
+
+    def first_forbidden(node):
+        for n in ast.walk(node):
+            name = dotted(n) if isinstance(n, (ast.Attribute, ast.Name)) else None
+            if name and forbidden(name):
+                return name
+        return None
+    for node in ast.walk(tree):                                   # run-time names: nothing can be checked
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        if isinstance(node, ast.alias):
+            name = node.name.split(".")[0]
+        if name in DYNAMIC:
+            return {f: f"{name} (names built at run time cannot be checked)" for f in ASSIGNMENTS[assignment]}
+    definitions = {}                                 # module-level name -> the statements that define it
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions.setdefault(stmt.name, []).append(stmt)
+        elif not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            for target in ast.walk(stmt):
+                if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
+                    definitions.setdefault(target.id, []).append(stmt)
     uses = {}
-    for func in tree.body:
-        if isinstance(func, ast.FunctionDef) and func.name in ASSIGNMENTS[assignment]:
-            for node in ast.walk(func):
-                name = dotted(node) if isinstance(node, (ast.Attribute, ast.Name)) else None
-                if name and forbidden(name):
-                    uses.setdefault(func.name, name)
+    for graded in ASSIGNMENTS[assignment]:
+        seen, todo = set(), [graded]
+        while todo and graded not in uses:                # the graded function and what it reaches
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for stmt in definitions.get(name, []):
+                found = first_forbidden(stmt)
+                if found:
+                    uses[graded] = found
+                    break
+                todo.extend(n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id in definitions)
     return uses
 
 
-def load_student(path):
-    spec = importlib.util.spec_from_file_location("student_submission", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot load {path} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+FUNCTION_TIMEOUT = 30.0        # seconds all the cases of one function may take (--timeout)
+SUBMISSION_TIMEOUT = 300.0     # seconds a whole submission may take, its imports included (--submission-timeout)
+MEMORY_MB = 2048               # memory the student's process may use beyond what Python and NumPy take (--memory)
+MAX_SOURCE_BYTES = 1 << 20     # a submission larger than this is not graded
 
 
-def run_case(label, run):
-    """Run one case; (True, None) or (False, a one-line reason). Nothing the student's code raises escapes,
-    not even SystemExit or KeyboardInterrupt."""
-    try:
-        run()
-        return True, None
-    except NotImplementedError:
-        return False, "not implemented yet (it raises NotImplementedError)"
-    except Failed as e:
-        return False, f"{label}: {e}"
-    except SystemExit as e:
-        return False, f"{label}: the code calls sys.exit({e.code!r}); a function must return its result"
-    except KeyboardInterrupt:
-        return False, f"{label}: KeyboardInterrupt raised inside the code"
-    except BaseException as e:          # the student's code crashed: say where
-        frame = traceback.extract_tb(e.__traceback__)[-1]
-        return False, f"{label}: {type(e).__name__}: {e} (line {frame.lineno} of {frame.filename})"
+def check_options(timeout=FUNCTION_TIMEOUT, seed=0, submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB):
+    """ValueError naming the option for settings that make no sense."""
+    for name, value in (("--timeout", timeout), ("--submission-timeout", submission_timeout)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 < value <= 86400):
+            raise ValueError(f"{name} must be a number of seconds above 0 and at most 86400, not {value!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"--seed must be a whole number from 0 (the public cases) up, not {seed!r}")
+    if not (isinstance(memory_mb, (int, float)) and 64 <= memory_mb <= 1 << 20):
+        raise ValueError(f"--memory must be a number of megabytes from 64 up, not {memory_mb!r}")
 
 
-def _child(assignment, path, first, conn, seed=0):
-    """The grading process: import the student's file, run the cases of every function from ``first`` on,
-    and report each step through ``conn``. Its stdout and stderr are silenced (students' prints)."""
-    import os
-    global SEED
-    SEED = seed
-    devnull = open(os.devnull, "w")
-    sys.stdout = sys.stderr = devnull
-    try:
-        module = load_student(path)
-    except BaseException as e:
-        conn.send(("import_error", f"the file cannot be imported: {type(e).__name__}: {e}"[:300]))
-        return
-    for name in list(ASSIGNMENTS[assignment])[first:]:
-        fn = getattr(module, name, None)
-        if fn is None:
-            conn.send(("missing", name))
-            continue
-        try:
-            cases = list(ASSIGNMENTS[assignment][name](fn))
-        except BaseException as e:
-            conn.send(("case", name, "setup", False, f"setting up the cases failed: {type(e).__name__}: {e}"))
-            cases = []
-        for label, run in cases:
-            conn.send(("start", name, label))
-            ok, reason = run_case(label, run)
-            conn.send(("case", name, label, ok, reason))
-    conn.send(("done",))
+def read_submission(path):
+    """The bytes of a student's file (read once: what is graded is this copy); ValueError if it cannot be."""
+    from pathlib import Path
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    size = path.stat().st_size
+    if size > MAX_SOURCE_BYTES:
+        raise ValueError(f"{path.name} is {size} bytes; a submission may have at most {MAX_SOURCE_BYTES}")
+    return path.read_bytes()
 
 
-CASE_TIMEOUT = 10.0           # seconds one case may take before the grader calls it a hang (--timeout)
+def grade(assignment, path, out=sys.stdout, timeout=FUNCTION_TIMEOUT, seed=0,
+          submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB):
+    """Grade one student file; returns {function: (passed, total, first error or None)} and prints the report.
 
-
-def _case_counts(assignment):
-    """How many cases each function has (built with a stand-in function; no student code runs)."""
-    return {name: sum(1 for _ in cases(lambda *a, **k: None)) for name, cases in ASSIGNMENTS[assignment].items()}
-
-
-def grade(assignment, path, out=sys.stdout, timeout=CASE_TIMEOUT, seed=0):
-    """Grade one student file; returns {function: (passed, total, first error or None)}.
-
-    The student's functions run in a separate process (started with "spawn", as on Windows and macOS), so
-    whatever they do -- sys.exit, os._exit, a crash, an endless loop, KeyboardInterrupt, an import error --
-    costs that function its marks with a one-line reason, and the report always prints. A case that runs
-    longer than ``timeout`` seconds is a hang: the process is stopped and the next function gets a fresh one.
-    A function that calls the library's own answer (``library_uses``) gets no marks. ``seed``: 0 for the cases
-    the students have; another number gives cases they never saw (hidden grading).
+    The cases, the expected values and the comparisons stay in this process. The student's file runs in a
+    process of its own (``attribution.sandbox``), from a copy in a fresh temporary folder, with limits on
+    memory, CPU time and (Linux) where it may write; it receives only each case's inputs and sends back only
+    arrays. Whatever the code does -- sys.exit, os._exit, a crash, an endless loop, a thread, forged
+    messages -- costs that function its marks with a one-line reason, and the report always prints.
+    ``timeout``: seconds for all the cases of one function; ``submission_timeout``: for the whole file.
+    A function that calls the library's own answer (``library_uses``) gets no marks. ``seed``: 0 for the
+    cases the students have; another number gives cases they never saw (hidden grading).
     """
-    import multiprocessing
     from pathlib import Path
     if assignment not in ASSIGNMENTS:
         raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no file at {path}")
-    names = list(ASSIGNMENTS[assignment])
-    totals = _case_counts(assignment)
-    passed = {name: 0 for name in names}
-    errors = {name: None for name in names}
-    context = multiprocessing.get_context("spawn")
-    first = 0
-    while first < len(names):
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(assignment, str(path), first, send, seed), daemon=True)
-        child.start()
-        send.close()
-        current = (names[first], "loading the file")
-        try:
-            while True:
-                if not receive.poll(timeout):
-                    child.kill()
-                    reason = f"{current[1]}: no result after {timeout:g} s (an endless loop or a long sleep?)"
-                    break
-                try:
-                    message = receive.recv()
-                except EOFError:
-                    child.join(5)
-                    reason = (f"{current[1]}: the code ended the grading process (exit status {child.exitcode}: "
-                              f"os._exit, a crash or an abort?)")
-                    break
-                kind = message[0]
-                if kind == "import_error":
-                    for name in names[first:]:
-                        errors[name], passed[name] = message[1], 0
-                    first, reason = len(names), None
-                    break
-                if kind == "done":
-                    first, reason = len(names), None
-                    break
-                if kind == "missing":
-                    errors[message[1]], totals[message[1]] = "the function is missing from the file", \
-                        max(1, totals[message[1]])
-                    first = names.index(message[1]) + 1
-                elif kind == "start":
-                    current = (message[1], message[2])
-                    first = names.index(message[1])
-                elif kind == "case":
-                    _, name, label, ok, why = message
-                    passed[name] += ok
-                    errors[name] = errors[name] or why
-                    first = names.index(name)
-        finally:
-            receive.close()
-            if child.is_alive():
-                child.kill()
-            child.join(5)
-        if reason is not None:                   # a hang or a dead process: zero for that function, go on
-            errors[current[0]], passed[current[0]] = reason, 0
-            first = names.index(current[0]) + 1
-    for name, used in library_uses(path, assignment).items():
-        passed[name] = 0
-        errors[name] = f"it calls the library's own answer ({used}): write the function yourself"
-    report = {name: (passed[name], totals[name], errors[name]) for name in names}
+    check_options(timeout, seed, submission_timeout, memory_mb)
+    source = read_submission(path)
+    from .sandbox import Reaper
+    with Reaper() as reaper:
+        report = grade_source(assignment, Path(path).name, source, timeout, seed, submission_timeout, memory_mb,
+                              reaper)
     print_report(report, out)
     return report
+
+
+def build_cases(assignment, seed):
+    """{function: [Case]} for ``seed`` (0: the public cases)."""
+    global SEED
+    previous, SEED = SEED, int(seed)
+    try:
+        return {name: builder() for name, builder in ASSIGNMENTS[assignment].items()}
+    finally:
+        SEED = previous
+
+
+def grade_source(assignment, file_name, source, timeout, seed, submission_timeout, memory_mb, reaper=None):
+    """The report for one submission's ``source`` (bytes), graded from a copy named ``file_name``."""
+    import time
+
+    from .sandbox import Child, child_file_name, clean_reason, make_folder, remove_folder
+    cases = build_cases(assignment, seed)
+    names = list(cases)
+    passed = {name: 0 for name in names}
+    errors = {name: None for name in names}
+    end = time.monotonic() + submission_timeout
+    folder = make_folder(child_file_name(file_name), source)
+    child = None
+    try:
+        for name in names:
+            if time.monotonic() >= end:
+                errors[name] = f"the submission's {submission_timeout:g} s ran out before this function"
+                continue
+            deadline = min(end, time.monotonic() + timeout)
+            if child is None:
+                child = Child(folder, child_file_name(file_name), int(memory_mb) << 20, submission_timeout, deadline)
+                start = child.start
+                if start.kind != "ready":
+                    reason = _lost(start, "loading the file", timeout)
+                    for rest in names[names.index(name):]:
+                        errors[rest] = reason
+                    break
+            for k, case in enumerate(cases[name]):
+                reply = child.call(k, name, case.args, deadline)
+                if reply.kind == "missing":
+                    errors[name], passed[name] = "the function is missing from the file", 0
+                    break
+                if reply.kind in ("hang", "died", "protocol"):
+                    errors[name], passed[name] = _lost(reply, case.label, timeout), 0
+                    child.close()
+                    child = None
+                    if reaper is not None:
+                        reaper.sweep()
+                    break
+                try:
+                    if reply.kind == "error":
+                        raise Failed(reply.reason)
+                    if reply.modified:
+                        raise Failed(f"it modifies argument {reply.modified[0] + 1} in place; compute a new "
+                                     f"array instead")
+                    case.check(reply.value)
+                    passed[name] += 1
+                except Failed as e:
+                    reason = str(e) if str(e).startswith(("not implemented", case.label)) else f"{case.label}: {e}"
+                    errors[name] = errors[name] or clean_reason(reason)
+    finally:
+        if child is not None:
+            child.close()
+        if reaper is not None:
+            reaper.sweep()
+        remove_folder(folder)
+    for name, used in library_uses(source.decode("utf-8", "replace"), assignment).items():
+        passed[name] = 0
+        errors[name] = f"it calls the library's own answer ({used}): write the function yourself"
+    return {name: (passed[name], len(cases[name]), errors[name]) for name in names}
+
+
+def _lost(reply, where, timeout):
+    """The reason for a function whose process hung, died or broke the protocol."""
+    if reply.kind == "hang":
+        return f"{where}: still running after the function's {timeout:g} s (an endless loop or a long sleep?)"
+    if reply.kind == "died":
+        return f"{where}: the code ended the grading process ({reply.reason}: os._exit, a crash or an abort?)"
+    if reply.kind == "import_error":
+        return reply.reason
+    return f"{where}: the grading process sent something that is not a result ({reply.reason})"
 
 
 def points(report):
@@ -713,30 +803,57 @@ def print_report(report, out=sys.stdout):
     print(f"{'total':<{width}}  {got}/{total} cases, {earned:g}/{possible} points", file=out)
 
 
-def grade_folder(assignment, folder, csv_path, timeout=CASE_TIMEOUT, seed=0, out=sys.stdout):
-    """Grade every .py file in ``folder`` (one student each, each in its own process) and write one CSV row
-    per student: file, per function points and reason, total points. Returns {file name: report}."""
+def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0, out=sys.stdout,
+                 submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB):
+    """Grade every .py file in ``folder`` (one student each) and write one CSV row per student: file, per
+    function points and reason, total points. Returns {file name: report}.
+
+    Every file is read before any is graded, so a submission that rewrites a classmate's file changes
+    nothing that is graded; each runs from its own temporary copy. A submission that cannot be graded at all
+    (too large, unreadable) gets a row of zeros that says why; the batch goes on."""
     import csv
-    import io
     from pathlib import Path
 
     from minicnn.files import atomic_write
+
+    from .sandbox import Reaper, clean_reason
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
+    check_options(timeout, seed, submission_timeout, memory_mb)
+    check_csv_path(csv_path)
     files = sorted(p for p in Path(folder).glob("*.py") if p.is_file())
     if not files:
         raise ValueError(f"no .py files in {folder}")
+    sources = {}
+    for path in files:
+        try:
+            sources[path.name] = read_submission(path)
+        except (OSError, ValueError) as e:
+            sources[path.name] = e
     names = list(ASSIGNMENTS[assignment])
     reports, rows = {}, []
-    for path in files:
-        report = grade(assignment, path, out=io.StringIO(), timeout=timeout, seed=seed)
-        score = points(report)
-        reports[path.name] = report
-        row = {"student": path.stem}
-        for name in names:
-            row[f"{name} points"] = score[name][0]
-            row[f"{name} reason"] = report[name][2] or "ok"
-        row["total points"] = round(sum(e for e, _ in score.values()), 2)
-        rows.append(row)
-        print(f"{path.stem}: {row['total points']:g}/{sum(POINTS[n] for n in names)} points", file=out)
+    with Reaper() as reaper:
+        for path in files:
+            source = sources[path.name]
+            if isinstance(source, Exception):
+                why = clean_reason(f"not graded: {source}")
+                report = {name: (0, 1, why) for name in names}
+            else:
+                try:
+                    report = grade_source(assignment, path.name, source, timeout, seed, submission_timeout,
+                                          memory_mb, reaper)
+                except Exception as e:                # the grader's own failure on this file: say so, go on
+                    why = clean_reason(f"not graded: the grader failed on this file ({type(e).__name__}: {e})")
+                    report = {name: (0, 1, why) for name in names}
+            score = points(report)
+            reports[path.name] = report
+            row = {"student": path.stem}
+            for name in names:
+                row[f"{name} points"] = score[name][0]
+                row[f"{name} reason"] = report[name][2] or "ok"
+            row["total points"] = round(sum(e for e, _ in score.values()), 2)
+            rows.append(row)
+            print(f"{path.stem}: {row['total points']:g}/{sum(POINTS[n] for n in names)} points", file=out)
     with atomic_write(csv_path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -745,29 +862,53 @@ def grade_folder(assignment, folder, csv_path, timeout=CASE_TIMEOUT, seed=0, out
     return reports
 
 
+def check_csv_path(csv_path):
+    """ValueError unless ``csv_path`` is a .csv file that can be written (checked before any grading)."""
+    import os
+    from pathlib import Path
+    path = Path(csv_path)
+    if path.suffix != ".csv":
+        raise ValueError(f"--csv must name a .csv file, not {csv_path}")
+    if path.is_dir():
+        raise ValueError(f"--csv {csv_path} is a folder; give a file name ending in .csv")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"the folder of --csv {csv_path} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--csv {csv_path} cannot be written (no permission in {folder})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m attribution.grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", help=f"one of: {', '.join(ASSIGNMENTS)}")
     parser.add_argument("student_file", help="the completed assignment file, or a folder of them (one per "
                                              "student; then --csv)")
-    parser.add_argument("--timeout", type=float, default=CASE_TIMEOUT,
-                        help="seconds one case may run before it counts as a hang (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=FUNCTION_TIMEOUT,
+                        help="seconds all the cases of one function may take (default: %(default)s)")
+    parser.add_argument("--submission-timeout", type=float, default=SUBMISSION_TIMEOUT,
+                        help="seconds one whole submission may take (default: %(default)s)")
+    parser.add_argument("--memory", type=float, default=MEMORY_MB,
+                        help="megabytes the student's process may use on top of Python and NumPy, where the "
+                             "platform can limit it (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="0: the cases students have; any other number: hidden cases they never saw")
+                        help="0: the cases students have; any other number from 1 up: hidden cases they never saw")
     parser.add_argument("--csv", default=None, help="with a folder: the CSV to write (one row per student)")
     args = parser.parse_args(argv)
     from pathlib import Path
     try:
         if args.assignment not in ASSIGNMENTS:
             raise ValueError(f"unknown assignment {args.assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
+        check_options(args.timeout, args.seed, args.submission_timeout, args.memory)
         if Path(args.student_file).is_dir():
-            if not args.csv or not args.csv.endswith(".csv"):
+            if not args.csv:
                 raise ValueError("grading a folder writes a table: give --csv FILE.csv")
-            reports = grade_folder(args.assignment, args.student_file, args.csv, args.timeout, args.seed)
+            reports = grade_folder(args.assignment, args.student_file, args.csv, args.timeout, args.seed,
+                                   submission_timeout=args.submission_timeout, memory_mb=args.memory)
             return 0 if all(p == t for r in reports.values() for p, t, _ in r.values()) else 1
-        report = grade(args.assignment, args.student_file, timeout=args.timeout, seed=args.seed)
-    except (ValueError, FileNotFoundError) as e:
+        report = grade(args.assignment, args.student_file, timeout=args.timeout, seed=args.seed,
+                       submission_timeout=args.submission_timeout, memory_mb=args.memory)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if all(p == t for p, t, _ in report.values()) else 1

@@ -259,8 +259,8 @@ GUIDED = "def relu_backward_guided(dout, x):\n"
     ("    raise SystemExit(0)\n", "calls sys.exit(0)"),
     ("    import os; os._exit(0)\n", "ended the grading process (exit status 0"),
     ("    import os; os.abort()\n", "ended the grading process"),
-    ("    while True: pass\n", "no result after 3 s"),
-    ("    import time; time.sleep(1000)\n", "no result after 3 s"),
+    ("    while True: pass\n", "still running after the function's 3 s"),
+    ("    import time; time.sleep(1000)\n", "still running after the function's 3 s"),
     ("    raise KeyboardInterrupt\n", "KeyboardInterrupt"),
 ])
 def test_a_function_that_exits_crashes_or_hangs_gets_zero_and_the_report_prints(tmp_path, body, words):
