@@ -68,7 +68,8 @@ def expect_close(got, expected, what, tol=1e-9):
         raise Failed(f"{what}: returned shape {got.shape}, expected {np.shape(expected)}")
     err = rel_error(got, expected)
     if not err <= tol:
-        raise Failed(f"{what}: relative error {err:.2e} (should be below {tol:.0e})")
+        raise Failed(f"{what}: relative error {err:.2e} " + (f"(should be below {tol:.0e})" if tol else
+                                                              "(should be exactly equal)"))
 
 
 def float32_case(args, expected, what, tol=1e-5, count=None):
