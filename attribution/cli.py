@@ -65,11 +65,9 @@ def draw(images, maps, row_labels):
 
 
 def _protected_files():
-    """Files no output may replace: the weights shipped in the package."""
-    from importlib import resources
-
-    from minicnn.models import SHAPES_RESNET_WEIGHTS, SHAPES_WEIGHTS
-    return [Path(str(resources.files("minicnn").joinpath(w))) for w in (SHAPES_WEIGHTS, SHAPES_RESNET_WEIGHTS)]
+    """Files no output may replace: the weights shipped in the package and every weights file in the cache."""
+    from minicnn.hub import protected_files
+    return protected_files()
 
 
 def _same_file(a, b):
@@ -97,8 +95,24 @@ def _check_output(path, inputs=(), suffixes=(".png", ".pdf", ".svg", ".jpg"), wh
             raise UsageError(f"the output {path} is one of {what} ({source}); choose another name")
     for source in _protected_files():
         if _same_file(path, source):
-            raise UsageError(f"the output {path} is the shipped model's weights file; choose another name")
+            raise UsageError(f"the output {path} is a weights file ({source}: shipped with the package or "
+                             f"downloaded into the cache); choose another name")
     return path
+
+
+def _check_writable_folder(folder):
+    """UsageError unless ``folder`` exists and takes a new file, or can be made (checked before any work)."""
+    import tempfile
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out {folder}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {folder} cannot be written ({existing}: {e.strerror or e})") from None
 
 
 def _labels(probs, targets, names):
@@ -171,6 +185,9 @@ def load_model(choice, say=print):
             model = pretrained(choice)
         except FileNotFoundError as e:
             raise UsageError(str(e)) from None
+        except ValueError as e:                            # a cached file that is damaged or of another model
+            raise UsageError(f"the cached {choice} weights do not fit: {str(e)[:300]}; remove the file and run "
+                             f"python -m minicnn download {choice} again") from None
         return (model,) + _inputs_of(1000)
     path = Path(choice)
     if not path.exists():
@@ -276,6 +293,8 @@ def main(argv=None):
     matplotlib.use("Agg")                    # files only: works without a display
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "seed", 0) < 0:
+            raise UsageError(f"--seed must be 0 or more, got {args.seed}")
         if args.command == "demo":
             run_demo(args.out, args.seed)
         elif args.command == "explain":
@@ -290,9 +309,10 @@ def main(argv=None):
                 raise UsageError(f"--n must be at least 1 image, got {args.n}")
             if Path(args.out).exists() and not Path(args.out).is_dir():
                 raise UsageError(f"--out {args.out} exists and is not a folder")
+            _check_writable_folder(Path(args.out))
             run_evaluation(n=args.n, out_dir=args.out, seed=args.seed)
-    except (UsageError, FileNotFoundError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, OSError) as e:      # OSError: FileNotFoundError, PermissionError, a full disk
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     return 0
 

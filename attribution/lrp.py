@@ -53,9 +53,19 @@ from minicnn.blocks import Block
 from minicnn.layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, ConstantPad2d, Conv2d, Dropout, Flatten,
                             Identity, Linear, MaxPool2d, Normalize, ReLU)
 
-from .methods import check_images, one_hot, resolve_targets
+from .methods import check_images, check_result, one_hot, resolve_targets
 
 STABILIZER = 1e-6               # Zennit's default epsilon and stabilizer
+
+
+def positive(value, rule, what="stabilizer", hint=""):
+    """``value`` as a float if it is a finite number > 0, else ValueError naming ``rule`` and ``what``:
+    a stabilizer of 0 divides by z = 0 and gives NaN, an infinite one gives 0 everywhere."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{rule}: {what} must be a finite number > 0 (it keeps the denominator z + {what} * "
+                         f"sign(z) away from 0), got {value!r}{hint}")
+    return float(value)
 
 
 def stabilize(z, eps):
@@ -107,9 +117,7 @@ class Epsilon(Rule):
     """z = W a + b + eps * sign(z); R_in = a * W^T (R / z)."""
 
     def __init__(self, epsilon=STABILIZER):
-        if not epsilon >= 0:
-            raise ValueError(f"Epsilon: epsilon must be >= 0, got {epsilon!r}")
-        self.epsilon = float(epsilon)
+        self.epsilon = positive(epsilon, "Epsilon", "epsilon", "; for LRP-0 (no stabilizer) use the 'zero' rule")
 
     def __call__(self, layer, a, R):
         return four_steps(layer, R, [(a, {})], self.epsilon)
@@ -134,9 +142,11 @@ class Gamma(Rule):
     negative outputs the other way round (Zennit's ``Gamma``; Montavon 2019 on ReLU inputs)."""
 
     def __init__(self, gamma=0.25, stabilizer=STABILIZER):
-        if not gamma >= 0:
-            raise ValueError(f"Gamma: gamma must be >= 0, got {gamma!r}")
-        self.gamma, self.stabilizer = float(gamma), float(stabilizer)
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"Gamma: gamma must be a finite number >= 0 (0 is LRP-epsilon; large values approach "
+                             f"z+), got {gamma!r}")
+        self.gamma, self.stabilizer = float(gamma), positive(stabilizer, "Gamma")
 
     def __call__(self, layer, a, R):
         def up(v):                                # more weight on the positive part
@@ -156,9 +166,9 @@ class AlphaBeta(Rule):
     """alpha * (the positive contributions' share) - beta * (the negative ones'), alpha - beta = 1."""
 
     def __init__(self, alpha=2.0, beta=1.0, stabilizer=STABILIZER):
-        if alpha < 0 or beta < 0 or abs(alpha - beta - 1) > 1e-12:
-            raise ValueError(f"AlphaBeta: need alpha, beta >= 0 and alpha - beta = 1, got {alpha!r}, {beta!r}")
-        self.alpha, self.beta, self.stabilizer = float(alpha), float(beta), float(stabilizer)
+        if not (np.isfinite(alpha) and np.isfinite(beta)) or alpha < 0 or beta < 0 or abs(alpha - beta - 1) > 1e-12:
+            raise ValueError(f"AlphaBeta: need finite alpha, beta >= 0 and alpha - beta = 1, got {alpha!r}, {beta!r}")
+        self.alpha, self.beta, self.stabilizer = float(alpha), float(beta), positive(stabilizer, "AlphaBeta")
 
     def __call__(self, layer, a, R):
         positive = four_steps(layer, R, [(_pos(a), _params(layer, _pos, _pos)), (_neg(a), _params(layer, _neg, _zero))],
@@ -184,7 +194,7 @@ class Flat(Rule):
     """Weights and inputs all 1, no bias: each input gets an equal share of every output it feeds."""
 
     def __init__(self, stabilizer=STABILIZER):
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = positive(stabilizer, "Flat")
 
     def __call__(self, layer, a, R):
         ones = np.ones_like(a)
@@ -195,7 +205,7 @@ class WSquare(Rule):
     """Weights W**2 (bias b**2, as Zennit), inputs 1: for unbounded real-valued inputs (Montavon 2017)."""
 
     def __init__(self, stabilizer=STABILIZER):
-        self.stabilizer = float(stabilizer)
+        self.stabilizer = positive(stabilizer, "WSquare")
 
     def __call__(self, layer, a, R):
         ones = np.ones_like(a)
@@ -209,7 +219,7 @@ class ZBox(Rule):
     """
 
     def __init__(self, low, high, stabilizer=STABILIZER):
-        self.low, self.high, self.stabilizer = low, high, float(stabilizer)
+        self.low, self.high, self.stabilizer = low, high, positive(stabilizer, "ZBox")
 
     def __call__(self, layer, a, R):
         low = np.broadcast_to(np.asarray(self.low, dtype=a.dtype), a.shape)
@@ -420,6 +430,7 @@ def lrp(model, x, target=None, composite="epsilon_plus_flat", epsilon=STABILIZER
     return_rules: also return the {layer name: rule} map that was used.
     """
     check_images(x)
+    positive(stabilizer, "LRP")
     net = canonize(model) if canonized and _has_batch_norm(model) else model
     rules = composite_rules(net, composite, epsilon, gamma, low, high, stabilizer)
     logits = net.forward(x)
@@ -427,6 +438,8 @@ def lrp(model, x, target=None, composite="epsilon_plus_flat", epsilon=STABILIZER
     R = one_hot(targets, logits) * logits                                  # relevance starts as the logit
     sum_rule = functools.partial(split_sum, stabilizer=stabilizer) if canonized else None
     R = net.backward(R, rules=rules, sum_rule=sum_rule)                    # every layer by its rule
+    check_result(R, "LRP", "a relevance overflowed or divided by a zero z (the 'zero' rule passes none there; "
+                           "did a custom rule divide without a stabilizer?)")
     return (R, rules) if return_rules else R
 
 

@@ -26,17 +26,51 @@ SMOOTHGRAD_VARIANTS = ("mean", "squared", "var")
 # The shared first steps: check the input, run the model, pick the targets
 # --------------------------------------------------------------------------
 
+MAX_PIXELS = 2048 * 2048        # per image: a VGG-16 at this size keeps about 30 GB of activations
+WORK_BUDGET = 2 * 2 ** 30       # bytes a method may set aside for its own arrays (not the model's activations)
+
+
 def check_images(x):
-    """Raise ValueError unless x is a finite floating-point (N, C, H, W) array."""
+    """Raise ValueError unless x is a finite float32 or float64 (N, C, H, W) array of at most MAX_PIXELS
+    pixels per image."""
     if not isinstance(x, np.ndarray):
         raise ValueError(f"x must be a NumPy array of images (N, C, H, W), got {type(x).__name__}")
     if x.ndim != 4:
         hint = "; for one image use x[None]" if x.ndim == 3 else ""
         raise ValueError(f"x must have shape (N, C, H, W), got {x.shape}{hint}")
-    if x.dtype.kind != "f":
-        raise ValueError(f"x must be float32 or float64 (scaled and normalized images), got {x.dtype}")
+    if x.dtype not in (np.float32, np.float64):
+        hint = (": float16's largest number is 65504, and gradients and logits overflow it; use "
+                "x.astype(np.float32) and a float32 model") if x.dtype == np.float16 else ""
+        raise ValueError(f"x must be float32 or float64 (scaled and normalized images), got {x.dtype}{hint}")
+    if x.shape[2] * x.shape[3] > MAX_PIXELS:
+        raise ValueError(f"images of {x.shape[2]} x {x.shape[3]} pixels are above the limit of {MAX_PIXELS:,} "
+                         f"(2048 x 2048): resize them (ImageNet models take 224 x 224)")
     if not np.isfinite(x).all():
         raise ValueError("x contains NaN or infinity; only finite values are accepted")
+
+
+def check_work(nbytes, what, lower):
+    """ValueError when ``what`` would take more than WORK_BUDGET bytes: says the estimate and ``lower``
+    (how to bring it down). Called before the arrays are made."""
+    if nbytes > WORK_BUDGET:
+        raise ValueError(f"{what} would take about {nbytes / 2 ** 30:.1f} GiB (the limit is "
+                         f"{WORK_BUDGET / 2 ** 30:.0f} GiB); {lower}")
+
+
+def check_logits(logits, what):
+    """ValueError when the model's output on ``what`` (a baseline, perturbed copies) is not finite."""
+    if not np.isfinite(logits).all():
+        raise ValueError(f"the model's output on {what} is not finite (it overflowed): the baseline is far "
+                         f"outside the range the model takes (images in [0, 1]); use one within it")
+    return logits
+
+
+def check_result(result, method, cause):
+    """``result``, or ValueError naming ``method`` and the likely ``cause`` when it holds NaN or infinity:
+    no method returns a map that is not a number without saying why."""
+    if not np.isfinite(result).all():
+        raise ValueError(f"{method} gave NaN or infinity: {cause}")
+    return result
 
 
 def check_positive(value, what, minimum=1):
@@ -114,7 +148,8 @@ def _gradient(model, x, target, relu_rule):
     check_images(x)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
-    return model.backward(one_hot(targets, logits), relu_rule=relu_rule)
+    return check_result(model.backward(one_hot(targets, logits), relu_rule=relu_rule), f"the {relu_rule} backward pass",
+                        "a gradient overflowed in the model's dtype (weights or inputs too large?)")
 
 
 # --------------------------------------------------------------------------
@@ -219,7 +254,8 @@ def _grad_cam_after_forward(model, logits, targets, layer):
     A = model.outputs[name]                                               # (N, K, h, w)
     dA = model.backward(one_hot(targets, logits), until=name)             # (N, K, h, w)
     alpha = dA.mean(axis=(2, 3))                                          # (N, K)
-    return np.maximum(np.einsum("nk,nkhw->nhw", alpha, A), 0)
+    return check_result(np.maximum(np.einsum("nk,nkhw->nhw", alpha, A), 0), "Grad-CAM",
+                        f"a gradient or activation at {name} overflowed in the model's dtype")
 
 
 def resize_matrix(n_in, n_out, mode="bilinear", dtype=np.float64):
@@ -336,7 +372,8 @@ def smoothgrad(method, model, x, target=None, n_samples=50, noise_level=0.15, st
     bar.close()
     mean, mean_sq = total / n_samples, total_sq / n_samples
     result = {"mean": mean, "squared": mean_sq, "var": mean_sq - mean ** 2}[variant]
-    return result.astype(x.dtype)
+    return check_result(result.astype(x.dtype), "SmoothGrad", f"the {variant} of the samples' maps overflows "
+                        f"{x.dtype}; use float64 images and model")
 
 
 # --------------------------------------------------------------------------
@@ -357,6 +394,8 @@ def ig_points(steps, method="riemann_trapezoid"):
         raise ValueError(f"steps must be an int >= {2 if method == 'riemann_trapezoid' else 1}, got {steps!r}")
     n = int(steps)
     if method == "gausslegendre":
+        check_work(3 * 8 * n * n, f"Gauss-Legendre with {n} steps (its nodes come from an {n} x {n} matrix)",
+                   "use at most about 9000 steps, or a Riemann method")
         nodes, weights = np.polynomial.legendre.leggauss(n)
         return 0.5 * (nodes + 1), 0.5 * weights
     weights = np.full(n, 1.0 / n)
@@ -392,7 +431,7 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
     end = logits[np.arange(N), targets]
-    start = model.forward(baseline)[np.arange(N), targets]
+    start = check_logits(model.forward(baseline), "the baseline")[np.arange(N), targets]
     batch_size = batch_for(model, N, batch_size)
     # every (image, alpha) pair is one row, image-major; a batch of rows is built when it is needed
     n_rows, alphas, difference = N * len(alphas), alphas.astype(x.dtype), x - baseline
@@ -406,7 +445,8 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
         sum_by_image(total, image, grads * weights[step, None, None, None])
         bar.update(s + len(rows))
     bar.close()
-    attributions = (difference * total).astype(x.dtype)
+    attributions = check_result((difference * total).astype(x.dtype), "Integrated Gradients",
+                                "a gradient overflowed on the path from the baseline to the image")
     if not return_delta:
         return attributions
     delta = attributions.reshape(N, -1).sum(axis=1, dtype=np.float64) - (end - start)
@@ -451,11 +491,12 @@ def deeplift(model, x, target=None, baseline=None, return_delta=False):
     baseline = check_baseline(baseline, x)
     model.forward(baseline)
     reference = model.caches()                                       # every layer's input on the baseline
-    reference_logits = model.outputs[model.layer_names()[-1]]
+    reference_logits = check_logits(model.outputs[model.layer_names()[-1]], "the baseline")
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
     multipliers = model.backward(one_hot(targets, logits), relu_rule="rescale", reference=reference)
-    attributions = (x - baseline) * multipliers
+    attributions = check_result((x - baseline) * multipliers, "DeepLIFT",
+                                "a multiplier overflowed (x - baseline too large for the dtype?)")
     if not return_delta:
         return attributions
     rows = np.arange(len(x))
@@ -487,7 +528,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     sh, sw = (stride, stride) if np.isscalar(stride) else tuple(stride)
     if not (0 < wh <= H and 0 < ww <= W and sh > 0 and sw > 0):
         raise ValueError(f"window {(wh, ww)} must fit the image {(H, W)} and stride {(sh, sw)} be positive")
-    baseline = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
+    baseline = check_baseline(baseline, x)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
     batch_size = batch_for(model, N, batch_size)
@@ -505,7 +546,7 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
             batch = np.repeat(x[n:n + 1], len(chunk), axis=0)
             for k, (i, j) in enumerate(chunk):
                 batch[k, :, i:i + wh, j:j + ww] = baseline[n, :, i:i + wh, j:j + ww]
-            drops = original[n] - model.forward(batch)[:, targets[n]]
+            drops = original[n] - check_logits(model.forward(batch), "the occluded copies")[:, targets[n]]
             for drop, (i, j) in zip(drops, chunk):
                 total[n, i:i + wh, j:j + ww] += drop
             bar.update(n * len(starts) + b + len(chunk))

@@ -21,7 +21,8 @@ from math import comb, factorial
 
 import numpy as np
 
-from .methods import batch_for, check_baseline, check_batch_size, check_images, check_positive, resolve_targets
+from .methods import (batch_for, check_baseline, check_batch_size, check_images, check_logits, check_positive,
+                      check_result, check_work, resolve_targets)
 from .progress import Progress
 from .superpixels import slic
 
@@ -37,7 +38,12 @@ def image_segments(x, segments=None, n_segments=50, compactness=10.0):
     """A list of N (H, W) int label arrays 0..M-1: the caller's (one for all images, or one per image), else SLIC."""
     N, _, H, W = x.shape
     if segments is None:
-        return [slic(np.clip(img, 0, 1), n_segments=n_segments, compactness=compactness) for img in x]
+        result = [slic(np.clip(img, 0, 1), n_segments=n_segments, compactness=compactness) for img in x]
+        for n, labels in enumerate(result):
+            if labels.max() < 1:
+                raise ValueError(f"SLIC found one segment in image {n} (n_segments={n_segments}): with nothing to "
+                                 f"switch off and on there is nothing to explain; give more n_segments or segments=")
+        return result
     segments = np.asarray(segments)
     if segments.shape == (H, W):
         segments = np.broadcast_to(segments, (N, H, W))
@@ -88,7 +94,8 @@ def coalition_logits(model, image, off, labels, target, coalitions, batch_size=6
         z = coalitions[start:start + batch_size]
         keep = z[:, labels][:, None].astype(bool)                     # (s, 1, H, W): is the pixel's segment on?
         batch = np.where(keep, image[None], off[None])
-        scores[start:start + len(z)] = model.forward(batch)[:, target]
+        scores[start:start + len(z)] = check_logits(model.forward(batch), "the copies with segments switched "
+                                                                      "off")[:, target]
         if tick is not None:
             tick(len(z))
     return scores
@@ -105,10 +112,12 @@ class _Counter:
         self.bar.update(self.done)
 
 
-def _to_maps(x, labels_list, values_list):
+def _to_maps(x, labels_list, values_list, method):
     """Per-segment values -> (N, C, H, W) maps, each pixel its segment's value, equal across channels."""
     maps = np.stack([values[labels] for labels, values in zip(labels_list, values_list)])
-    return np.repeat(maps[:, None], x.shape[1], axis=1).astype(x.dtype)
+    maps = np.repeat(maps[:, None], x.shape[1], axis=1).astype(x.dtype)
+    return check_result(maps, method, f"the segments' values do not fit {x.dtype} (logits far apart between "
+                                      f"coalitions: a baseline far outside the images' range?)")
 
 
 # --------------------------------------------------------------------------
@@ -168,6 +177,10 @@ def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", 
     targets = resolve_targets(target, model.forward(x))
     batch_size = batch_for(model, len(x), batch_size)
     labels_list = image_segments(x, segments, n_segments)
+    M = max(labels.max() + 1 for labels in labels_list)
+    check_work(8 * (3 * M * M + 3 * n_samples * M), f"LIME with {M} segments and {n_samples} samples (the "
+               f"regression holds {n_samples} x {M} samples and an {M} x {M} system)", "use fewer segments "
+               "(n_segments, or coarser segments=) or fewer samples")
     rng = np.random.default_rng(seed)
     coefficients = []
     bar = Progress("LIME model evaluations", len(x) * n_samples, progress)
@@ -180,7 +193,7 @@ def lime(model, x, target=None, segments=None, n_samples=1000, baseline="mean", 
         w, _ = weighted_ridge(z.astype(np.float64), y, lime_weights(z, kernel_width), alpha)
         coefficients.append(w)
     bar.close()
-    maps = _to_maps(x, labels_list, coefficients)
+    maps = _to_maps(x, labels_list, coefficients, "LIME")
     return (maps, coefficients) if return_coefficients else maps
 
 
@@ -235,7 +248,7 @@ def shapley_values(model, x, target=None, segments=None, baseline="mean", n_segm
                              batch_size, tick)
         values.append(exact_shapley(v, M))
     bar.close()
-    maps = _to_maps(x, labels_list, values)
+    maps = _to_maps(x, labels_list, values, "Shapley values")
     return (maps, values) if return_values else maps
 
 
@@ -283,6 +296,14 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
     targets = resolve_targets(target, model.forward(x))
     batch_size = batch_for(model, len(x), batch_size)
     labels_list = image_segments(x, segments, n_segments)
+    M = max(labels.max() + 1 for labels in labels_list)
+    if n_samples >= 2 ** min(M, 62):
+        check_work(8 * 4 * M * 2 ** M, f"KernelSHAP enumerating every coalition of {M} segments (n_samples = "
+                   f"{n_samples} >= 2^{M})", f"give n_samples below 2^{M} = {2 ** M} to sample coalitions, or use "
+                   f"fewer segments")
+    else:
+        check_work(8 * 6 * M * n_samples, f"KernelSHAP with {n_samples} samples of {M} segments",
+                   "use fewer samples or fewer segments")
     rng = np.random.default_rng(seed)
     values = []
     planned = [2 ** (labels.max() + 1) if n_samples >= 2 ** (labels.max() + 1)
@@ -307,5 +328,5 @@ def kernel_shap(model, x, target=None, segments=None, n_samples=1000, baseline="
                              np.concatenate([ends, z]), batch_size, tick)
         values.append(kernel_shap_solve(z, v[2:], v[0], v[1], weights))
     bar.close()
-    maps = _to_maps(x, labels_list, values)
+    maps = _to_maps(x, labels_list, values, "KernelSHAP")
     return (maps, values) if return_values else maps

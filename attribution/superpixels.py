@@ -40,6 +40,10 @@ def _check_image(image):
                          f"({image.dtype}); for a batch, call it per image")
     if image.shape[1] < 2 or image.shape[2] < 2:
         raise ValueError(f"slic: the image {image.shape[1]}x{image.shape[2]} is too small to segment")
+    if image.dtype == np.uint8:                                   # 0..255: as the [0, 1] image it stands for
+        return image.astype(np.float64) / 255
+    if image.dtype.kind in "ui" or image.dtype == np.float16:
+        raise ValueError(f"slic: an image of {image.dtype} is ambiguous; give floats in [0, 1] (or uint8 0..255)")
     image = image.astype(np.float64)
     if not np.isfinite(image).all():
         raise ValueError("slic: the image contains NaN or infinity")
@@ -48,6 +52,8 @@ def _check_image(image):
 
 def slic(image, n_segments=50, compactness=10.0, max_iter=10):
     """SLIC superpixels of one image (C, H, W) in [0, 1] -> (H, W) int labels 0..M-1, each one connected region.
+
+    A uint8 image (0..255) is read as the [0, 1] image it stands for; other integer types are refused.
 
     n_segments: about how many segments (the grid's size; the result is near it, not equal).
     compactness: the weight m of spatial distance against colour distance (CIELAB units; 10 is SLIC's

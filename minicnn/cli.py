@@ -2,8 +2,9 @@
 
     python -m minicnn download vgg16            fetch torchvision's VGG-16 into the cache and convert it
     python -m minicnn convert vgg16 SRC.pth -o DST.npz
-    python -m minicnn train shapes              reproduce the shipped demo model
-    python -m minicnn train shapes_resnet       reproduce the shipped small ResNet
+    python -m minicnn train shapes              reproduce the shipped demo model into shapes.npz
+    python -m minicnn train shapes_resnet       reproduce the shipped small ResNet (-o shipped: replace the
+                                                package's file)
 """
 import argparse
 import sys
@@ -62,7 +63,8 @@ def build_parser():
     p.add_argument("dataset", choices=["shapes", "shapes_resnet"],
                    help="shapes: the demo model (shapes_net); shapes_resnet: the small ResNet on the same data")
     p.add_argument("-o", "--output", default=None,
-                   help="the .npz to write (default: the package's shipped weights file)")
+                   help="the .npz to write (default: DATASET.npz in this folder); the word 'shipped' replaces the "
+                        "package's shipped weights, and nothing else does")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the shipped recipe)")
     p.add_argument("--n-train", type=int, default=None, help="training images (default: the shipped recipe)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

@@ -47,6 +47,17 @@ def cache_dir():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minicnn"
 
 
+def protected_files():
+    """Weights files no command may replace by accident: the ones shipped in the package, and every
+    torchvision file (.pth) and its conversion (.npz) in the cache."""
+    from importlib import resources
+
+    from .models import SHAPES_RESNET_WEIGHTS, SHAPES_WEIGHTS
+    shipped = [Path(str(resources.files("minicnn").joinpath(w))) for w in (SHAPES_WEIGHTS, SHAPES_RESNET_WEIGHTS)]
+    names = {n for f in TORCHVISION_FILES.values() for n in (f, f.replace(".pth", ".npz"))}
+    return shipped + [cache_dir() / n for n in sorted(names) if (cache_dir() / n).exists()]
+
+
 def converted_path(arch):
     return cache_dir() / TORCHVISION_FILES[arch].replace(".pth", ".npz")
 

@@ -328,7 +328,7 @@ def _load_shipped(model, asset, recipe):
     from importlib import resources
     with resources.as_file(resources.files("minicnn").joinpath(asset)) as path:
         if not path.exists():
-            raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train {recipe}")
+            raise FileNotFoundError(f"the shipped weights {path} are missing; run: python -m minicnn train {recipe} -o shipped")
         load_weights(model, path)
 
 

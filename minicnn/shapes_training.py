@@ -5,6 +5,7 @@ Fixed seeds throughout (data, initialisation, shuffling, dropout), so running
 it again reproduces the shipped weights up to floating-point differences of
 the machine's BLAS.
 """
+import os
 import sys
 import time
 from importlib import resources
@@ -24,13 +25,28 @@ MODELS = {"shapes": (shapes_net, SHAPES_WEIGHTS, RECIPE),
 
 def train_shapes(output=None, epochs=None, n_train=None, seed=0, log=sys.stderr, model="shapes"):
     """Train ``model`` ("shapes": shapes_net, or "shapes_resnet") on generated shapes; write the weights
-    atomically; return the held-out accuracy."""
+    atomically; return the held-out accuracy.
+
+    output: the .npz to write (None: ``MODEL.npz`` in the current folder). The shipped weights are replaced
+    only when asked by name, ``output="shipped"``; a path onto them, or onto weights in the download cache, is
+    refused, as are fewer than one epoch or training image and a negative seed -- all before any work."""
+    from .hub import protected_files
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     build, asset, recipe = MODELS[model]
     epochs = recipe["epochs"] if epochs is None else epochs
     n_train = recipe["n_train"] if n_train is None else n_train
-    if output is None:
+    for name, value, least in (("epochs", epochs, 1), ("n_train", n_train, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    if output == "shipped":
         output = Path(str(resources.files("minicnn").joinpath(asset)))
-    output = Path(output)
+    else:
+        output = Path(f"{model}.npz" if output is None else output)
+        for protected in protected_files():
+            if output.exists() and protected.exists() and os.path.samefile(output, protected):
+                raise ValueError(f"{output} is a weights file ({protected}: shipped or in the download cache); "
+                                 f"write elsewhere, or pass -o shipped to replace the shipped weights on purpose")
     if output.suffix != ".npz" or not output.parent.is_dir():
         raise ValueError(f"the output must be a .npz file in an existing folder, got {output}")
     start = time.time()

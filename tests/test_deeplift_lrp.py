@@ -150,13 +150,14 @@ def test_the_four_steps_by_hand():
     # LRP-0: z = 1 - 2 = -1, s = R / z = -1, c = W^T s = [-1, 1], R_in = a * c = [-1, 2] (sums to R)
     np.testing.assert_allclose(Zero()(layer, a, R), [[-1, 2]])
     # z+: only the positive weight on positive inputs: z = 1, c = [1, 0], R_in = [1, 0]
-    np.testing.assert_allclose(ZPlus(stabilizer=0)(layer, a, R), [[1, 0]])
+    # (a stabilizer of 1e-300 changes none of these numbers; 0 is refused: it would divide by z = 0 elsewhere)
+    np.testing.assert_allclose(ZPlus(stabilizer=1e-300)(layer, a, R), [[1, 0]])
     # epsilon: z = -1 - 0.5 (eps with the sign of z), s = -1/1.5
     np.testing.assert_allclose(Epsilon(0.5)(layer, a, R), [[-1 / 1.5, 2 / 1.5]])
     # flat: every input an equal share, whatever a and W
-    np.testing.assert_allclose(Flat(stabilizer=0)(layer, a, R), [[0.5, 0.5]])
+    np.testing.assert_allclose(Flat(stabilizer=1e-300)(layer, a, R), [[0.5, 0.5]])
     # alpha2-beta1: positive part a1*w1 = 1 gets 2 * 1; negative part a2*w2 = -2 gets -1 * 1
-    np.testing.assert_allclose(AlphaBeta(2, 1, stabilizer=0)(layer, a, R), [[2, -1]])
+    np.testing.assert_allclose(AlphaBeta(2, 1, stabilizer=1e-300)(layer, a, R), [[2, -1]])
     # four_steps is the one place the arithmetic lives
     np.testing.assert_allclose(four_steps(layer, R, [(a, {})], 0.0), Zero()(layer, a, R))
 
@@ -215,7 +216,7 @@ def test_lrp_bad_names_are_clear(images):
         lrp(model, images, 0, composite={"features.99": "flat"})
     with pytest.raises(ValueError, match="alpha - beta = 1"):
         AlphaBeta(2, 2)
-    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+    with pytest.raises(ValueError, match="epsilon must be a finite number > 0"):
         Epsilon(-1)
 
 

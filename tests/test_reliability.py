@@ -54,8 +54,8 @@ def _weights(tmp_path):
     (["explain", "IMG", "--model", "MODEL", "--save-maps", "MODEL"], "is one of the input images or the --model file"),
     (["explain", "IMG", "--model", "MODEL", "--out", "MODEL"], "must end in one of"),
     (["explain", "IMG", "--save-maps", "IMG"], "must end in one of .npz"),
-    (["explain", "IMG", "--save-maps", "SHIPPED"], "the shipped model's weights file"),
-    (["explain", "IMG", "--save-maps", "SHIPPED_RESNET"], "the shipped model's weights file"),
+    (["explain", "IMG", "--save-maps", "SHIPPED"], "is a weights file"),
+    (["explain", "IMG", "--save-maps", "SHIPPED_RESNET"], "is a weights file"),
     (["explain", "IMG", "--out", "FOLDER"], "is a folder"),
     (["explain", "IMG", "--target", "\u0663"], "unknown class"),          # an Arabic-Indic three: not an index
     (["evaluate", "--n", "0"], "--n must be at least 1 image, got 0"),
