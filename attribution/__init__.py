@@ -9,6 +9,8 @@ from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, deeplift, defa
                       guided_backprop, guided_grad_cam, ig_points, integrated_gradients, occlusion, resize_matrix,
                       scale_01, smoothgrad, upsample, vanilla_gradient)
 from .lrp import COMPOSITES, canonize, lrp
+from .cam_family import (ablation_cam, cam, eigen_cam, eigen_grad_cam, grad_cam_elementwise, grad_cam_plus_plus, hires_cam,
+                  layer_cam, score_cam, xgrad_cam)
 from .perturbation import kernel_shap, lime, shapley_values
 from .superpixels import slic
 from .registry import ALIASES, METHODS, Method, get_method
@@ -19,4 +21,6 @@ __all__ = [
     "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients",
     "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
     "COMPOSITES", "canonize", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
+    "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "grad_cam_elementwise", "grad_cam_plus_plus", "hires_cam",
+    "layer_cam", "score_cam", "xgrad_cam",
 ]

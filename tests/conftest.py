@@ -31,12 +31,24 @@ def _zennit():
 
 zennit = _zennit()
 
+
+def _grad_cam_reference():
+    """pytorch-grad-cam (installed with --no-deps; its torchvision imports go to the stub above)."""
+    if torch is None:
+        return None
+    return _optional("pytorch_grad_cam")
+
+
+pytorch_grad_cam = _grad_cam_reference()
+
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed (reference tests need it: "
                                                        "pip install torch)")
 needs_captum = pytest.mark.skipif(captum is None or torch is None,
                                   reason="Captum is not installed (reference tests need it: pip install captum)")
 needs_zennit = pytest.mark.skipif(zennit is None, reason="Zennit is not installed (the LRP reference: "
                                                          "pip install --no-deps zennit, after torch)")
+needs_grad_cam = pytest.mark.skipif(pytorch_grad_cam is None, reason="pytorch-grad-cam is not installed (the CAM "
+                                    "reference: pip install --no-deps grad-cam==1.5.7 ttach opencv-python-headless)")
 needs_sklearn = pytest.mark.skipif(sklearn is None, reason="scikit-learn is not installed (LIME's ridge reference: "
                                                            "pip install scikit-learn)")
 needs_skimage = pytest.mark.skipif(skimage is None, reason="scikit-image is not installed (the SLIC reference: "

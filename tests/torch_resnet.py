@@ -163,9 +163,17 @@ def _untied_forward(self, x):
 
 
 def install_torchvision_stub():
-    """torchvision.models.resnet.BasicBlock/Bottleneck as these classes, before Zennit is imported."""
-    tv, models, resnet = (types.ModuleType(n) for n in ("torchvision", "torchvision.models",
-                                                          "torchvision.models.resnet"))
+    """torchvision.models.resnet.BasicBlock/Bottleneck as these classes, before Zennit is imported; and the
+    names pytorch-grad-cam imports at module level (transforms, transforms.functional.resize, ops), which
+    the CAM computations compared in the tests never call."""
+    names = ("torchvision", "torchvision.models", "torchvision.models.resnet", "torchvision.transforms",
+             "torchvision.transforms.functional", "torchvision.ops")
+    tv, models, resnet, transforms, functional, ops = (types.ModuleType(n) for n in names)
     resnet.BasicBlock, resnet.Bottleneck, resnet.ResNet = BasicBlock, Bottleneck, ResNet
     tv.models, models.resnet = models, resnet
-    sys.modules.update({"torchvision": tv, "torchvision.models": models, "torchvision.models.resnet": resnet})
+
+    def unused(*args, **kwargs):
+        raise NotImplementedError("a torchvision stub (tests/torch_resnet.py): not used by the compared code")
+    transforms.Compose = transforms.Normalize = transforms.ToTensor = functional.resize = ops.box_iou = unused
+    tv.transforms, transforms.functional, tv.ops = transforms, functional, ops
+    sys.modules.update(dict(zip(names, (tv, models, resnet, transforms, functional, ops))))
