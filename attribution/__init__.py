@@ -5,7 +5,8 @@ Every method is ``method(model, x, target=None, ...) -> np.ndarray`` with
 ``attribution.methods`` and the one table of them, with titles and default
 settings, is ``attribution.METHODS`` (``attribution.registry``).
 """
-from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, deeplift, default_cam_layer, grad_cam, gradient_x_input,
+from .methods import (IG_METHODS, SMOOTHGRAD_VARIANTS, deconvnet, deeplift, deeplift_shap, default_cam_layer, grad_cam,
+                      gradient_shap, gradient_x_input,
                       guided_backprop, guided_grad_cam, ig_points, integrated_gradients, occlusion, resize_matrix,
                       scale_01, smoothgrad, upsample, vanilla_gradient)
 from .lrp import COMPOSITES, canonize, lrp
@@ -22,5 +23,5 @@ __all__ = [
     "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
     "COMPOSITES", "canonize", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
     "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "grad_cam_elementwise", "grad_cam_plus_plus", "hires_cam",
-    "layer_cam", "score_cam", "xgrad_cam",
+    "layer_cam", "score_cam", "xgrad_cam", "deeplift_shap", "gradient_shap",
 ]

@@ -554,3 +554,78 @@ def occlusion(model, x, target=None, window=8, stride=4, baseline=0.0, batch_siz
     maps = (total / count).astype(x.dtype)
     return np.repeat(maps[:, None], C, axis=1)
 
+
+
+# --------------------------------------------------------------------------
+# SHAP from gradients: DeepLIFT-SHAP and GradientSHAP (Captum's estimators)
+# --------------------------------------------------------------------------
+
+def check_baselines(baselines, x, seed=0):
+    """A set of baselines (B, C, H, W) in x's dtype. None: 8 images of uniform noise in [0, 1] drawn with
+    ``seed`` (a spread of references, where one black image would be a single point)."""
+    if baselines is None:
+        return np.random.default_rng(seed).uniform(0, 1, (8,) + x.shape[1:]).astype(x.dtype)
+    baselines = np.asarray(baselines, dtype=x.dtype)
+    if baselines.ndim != 4 or baselines.shape[1:] != x.shape[1:] or len(baselines) < 1:
+        raise ValueError(f"baselines must be an array of images (B, C, H, W) with (C, H, W) = {x.shape[1:]}, "
+                         f"got shape {baselines.shape}")
+    if not np.isfinite(baselines).all():
+        raise ValueError("the baselines contain NaN or infinity")
+    return baselines
+
+
+def deeplift_shap(model, x, target=None, baselines=None):
+    """DeepLIFT-SHAP (Lundberg & Lee 2017; Captum's ``DeepLiftShap``), (N, C, H, W): DeepLIFT (Rescale)
+    against each of the B baselines, averaged. Its sum is F(x) minus the mean of the baselines' F, for
+    the target logit F ("summation-to-delta" against the mean reference).
+    baselines: (B, C, H, W), or None for ``check_baselines``'s default set."""
+    check_images(x)
+    baselines = check_baselines(baselines, x)
+    N, B = len(x), len(baselines)
+    targets = resolve_targets(target, model.forward(x))
+    pairs = np.repeat(x, B, axis=0)                                  # each image once per baseline ...
+    references = np.tile(baselines, (N, 1, 1, 1))                    # ... against every baseline
+    a = deeplift(model, pairs, np.repeat(targets, B), baseline=references)
+    return a.reshape((N, B) + x.shape[1:]).mean(axis=1).astype(x.dtype)
+
+
+def gradient_shap(model, x, target=None, baselines=None, n_samples=50, stdevs=0.0, seed=0, batch_size=None,
+                  draws=None, progress=False):
+    """GradientSHAP (Lundberg & Lee 2017; Captum's ``GradientShap``), (N, C, H, W).
+
+    For each of ``n_samples`` samples per image: a baseline b drawn from ``baselines``, a point
+    alpha ~ U(0, 1) on the path, Gaussian noise of std ``stdevs`` on the image (x' = x + noise); the
+    gradient at ``alpha x' + (1 - alpha) b`` times ``(x' - b)``; the mean over samples. With one baseline
+    and no noise its expectation is Integrated Gradients from that baseline.
+    draws: (baseline index (N*n_samples,), alphas (N*n_samples,), noise (N*n_samples, C, H, W) or None) to
+        use instead of the seeded draws, image-major, to compare exactly with another implementation.
+    """
+    check_images(x)
+    n_samples = check_positive(n_samples, "n_samples")
+    check_batch_size(batch_size)
+    if not (np.isfinite(stdevs) and stdevs >= 0):
+        raise ValueError(f"stdevs must be a finite number >= 0, got {stdevs!r}")
+    baselines = check_baselines(baselines, x)
+    N, S = len(x), len(x) * n_samples
+    targets = resolve_targets(target, model.forward(x))
+    if draws is None:
+        rng = np.random.default_rng(seed)
+        index, alphas = rng.integers(0, len(baselines), S), rng.uniform(0, 1, S)
+        noise = None if stdevs == 0 else rng.standard_normal((S,) + x.shape[1:]) * stdevs
+    else:
+        index, alphas, noise = draws
+    batch_size = batch_for(model, N, batch_size)
+    total = np.zeros_like(x, dtype=np.float64)
+    bar = Progress("GradientSHAP samples", S, progress)
+    for s in range(0, S, batch_size):
+        rows = np.arange(s, min(s + batch_size, S))
+        image = rows // n_samples
+        noisy = x[image] if noise is None else (x[image] + noise[rows]).astype(x.dtype)
+        b = baselines[index[rows]]
+        a = alphas[rows].astype(x.dtype)[:, None, None, None]
+        grads = vanilla_gradient(model, a * noisy + (1 - a) * b, targets[image])
+        sum_by_image(total, image, grads * (noisy - b))
+        bar.update(rows[-1] + 1)
+    bar.close()
+    return check_result((total / n_samples).astype(x.dtype), "GradientSHAP",
+                        "a gradient overflowed between the baselines and the images")
