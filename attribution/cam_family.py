@@ -26,7 +26,7 @@ import numpy as np
 
 from minicnn.layers import Layer
 
-from .methods import (batch_for, check_batch_size, check_images, check_logits, check_result, default_cam_layer,
+from .methods import (batch_for, cam_layer, check_batch_size, check_images, check_logits, check_result,
                       guided_backprop, one_hot, resolve_targets, upsample)
 from .progress import Progress
 
@@ -112,11 +112,7 @@ def activations_and_gradients(model, x, target=None, layer=None, gradients=True)
     check_images(x)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
-    name = default_cam_layer(model) if layer is None else layer
-    spatial = [n for n, out in model.outputs.items() if out.ndim == 4]
-    if name not in spatial:
-        reason = "has no spatial output" if name in model.outputs else "is not a layer of this model"
-        raise ValueError(f"CAM layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
+    name = cam_layer(model, layer, "CAM")
     A = model.outputs[name]
     G = model.backward(one_hot(targets, logits), until=name) if gradients else None
     return A, G, targets, name, logits

@@ -164,8 +164,8 @@ def _cases_maxpool():
         dout = rng.standard_normal(out.shape)
 
         def check(got, x=x, dout=dout, k=k, s=s, label=label):
-            expected = _maxpool_reference(dout, x, k, s)
-            if np.shape(single(got, label)) == expected.shape and rel_error(single(got, label), expected) > 1e-9:
+            expected, got = _maxpool_reference(dout, x, k, s), single(got, label)
+            if got.shape == expected.shape and rel_error(got, expected) > 1e-9:
                 _match_variant(got, {"= where overlapping windows need +=: a shared element must add up the "
                                      "gradients of every window it wins": _maxpool_assigned(dout, x, k, s)}, label)
             expect_close(got, expected, label)
@@ -200,15 +200,19 @@ def _maxpool_assigned(dout, x, k, s):
     return dx
 
 
+def _conv(w, b, stride, pad):
+    """A float64 Conv2d with weight ``w`` and bias ``b``."""
+    conv = Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=pad, dtype=np.float64)
+    conv.params["weight"], conv.params["bias"] = w, b
+    return conv
+
+
 def _conv_forward(xx, ww, bb, stride, pad):
-    conv = Conv2d(ww.shape[1], ww.shape[0], ww.shape[2], stride=stride, padding=pad, dtype=np.float64)
-    conv.params["weight"], conv.params["bias"] = ww, bb
-    return conv.forward(xx)
+    return _conv(ww, bb, stride, pad).forward(xx)
 
 
 def _conv_reference(dout, x, w, stride, pad):
-    conv = Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=stride, padding=pad, dtype=np.float64)
-    conv.params["weight"], conv.params["bias"] = w, np.zeros(w.shape[0])
+    conv = _conv(w, np.zeros(w.shape[0]), stride, pad)
     conv.forward(x)
     dx = conv.backward(dout, param_grads=True)
     return dx, conv.grads["weight"], conv.grads["bias"]
@@ -330,8 +334,8 @@ def _cases_smoothgrad():
                     "the noise not scaled by the image's range (sigma = noise_level)": sg(level * noise),
                     "one sigma from the whole batch's range; each image has its own":
                         sg(level * (x.max() - x.min()) * noise)}
-        if np.shape(single(got, "SmoothGrad")) == expected.shape and rel_error(single(got, "SmoothGrad"),
-                                                                                expected) > 1e-9:
+        got = single(got, "SmoothGrad")
+        if got.shape == expected.shape and rel_error(got, expected) > 1e-9:
             _match_variant(got, variants, "SmoothGrad")
         expect_close(got, expected, "SmoothGrad (mean over samples of the vanilla gradient at x + sigma * noise)")
     zero = np.zeros((2, 3, 3, 8, 8))
@@ -386,8 +390,8 @@ def _cases_rescale():
                 "a fallback only where x == x_ref exactly; use |x - x_ref| < 1e-10":
                     dout * np.where(delta == 0, x > 0, secant),
             }
-        if not (np.shape(single(got, "rescale rule")) == expected.shape
-                and rel_error(single(got, "rescale rule"), expected) <= 1e-9):
+        got = single(got, "rescale rule")
+        if not (got.shape == expected.shape and rel_error(got, expected) <= 1e-9):
             _match_variant(got, variants, "rescale rule")
         expect_close(got, expected, "rescale rule")
     d32, x32, r32 = f32(dout, x, x_ref + 1e-3 * (x_ref == x))         # float32 cannot hold 1e-12 apart
@@ -657,8 +661,11 @@ MEMORY_MB = 2048               # memory the student's process may use beyond wha
 MAX_SOURCE_BYTES = 1 << 20     # a submission larger than this is not graded
 
 
-def check_options(timeout=FUNCTION_TIMEOUT, seed=0, submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB):
-    """ValueError naming the option for settings that make no sense."""
+def check_options(timeout=FUNCTION_TIMEOUT, seed=0, submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB,
+                  assignment=None):
+    """ValueError naming the option (or the assignment, when given) for settings that make no sense."""
+    if assignment is not None and assignment not in ASSIGNMENTS:
+        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
     for name, value in (("--timeout", timeout), ("--submission-timeout", submission_timeout)):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and 0 < value <= 86400):
             raise ValueError(f"{name} must be a number of seconds above 0 and at most 86400, not {value!r}")
@@ -694,9 +701,7 @@ def grade(assignment, path, out=sys.stdout, timeout=FUNCTION_TIMEOUT, seed=0,
     cases the students have; another number gives cases they never saw (hidden grading).
     """
     from pathlib import Path
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
-    check_options(timeout, seed, submission_timeout, memory_mb)
+    check_options(timeout, seed, submission_timeout, memory_mb, assignment)
     source = read_submission(path)
     from .sandbox import Reaper
     with Reaper() as reaper:
@@ -818,9 +823,7 @@ def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0,
     from minicnn.files import atomic_write
 
     from .sandbox import Reaper, clean_reason
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"unknown assignment {assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
-    check_options(timeout, seed, submission_timeout, memory_mb)
+    check_options(timeout, seed, submission_timeout, memory_mb, assignment)
     check_csv_path(csv_path)
     files = sorted(p for p in Path(folder).glob("*.py") if p.is_file())
     if not files:
@@ -898,9 +901,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from pathlib import Path
     try:
-        if args.assignment not in ASSIGNMENTS:
-            raise ValueError(f"unknown assignment {args.assignment!r}; choose from {', '.join(ASSIGNMENTS)}")
-        check_options(args.timeout, args.seed, args.submission_timeout, args.memory)
+        check_options(args.timeout, args.seed, args.submission_timeout, args.memory, args.assignment)
         if Path(args.student_file).is_dir():
             if not args.csv:
                 raise ValueError("grading a folder writes a table: give --csv FILE.csv")

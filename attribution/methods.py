@@ -244,13 +244,20 @@ def grad_cam(model, x, target=None, layer=None):
     return _grad_cam_after_forward(model, logits, resolve_targets(target, logits), layer)
 
 
-def _grad_cam_after_forward(model, logits, targets, layer):
-    """Grad-CAM steps 2-4, reusing the forward pass whose outputs the model holds."""
+def cam_layer(model, layer, method):
+    """The layer a CAM reads after a forward pass: ``layer``, or ``default_cam_layer`` for None; ValueError
+    naming ``method`` and the usable layers unless it has a spatial output (N, K, h, w)."""
     name = default_cam_layer(model) if layer is None else layer
     spatial = [n for n, out in model.outputs.items() if out.ndim == 4]
     if name not in spatial:
         reason = "has no spatial output" if name in model.outputs else "is not a layer of this model"
-        raise ValueError(f"Grad-CAM layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
+        raise ValueError(f"{method} layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
+    return name
+
+
+def _grad_cam_after_forward(model, logits, targets, layer):
+    """Grad-CAM steps 2-4, reusing the forward pass whose outputs the model holds."""
+    name = cam_layer(model, layer, "Grad-CAM")
     A = model.outputs[name]                                               # (N, K, h, w)
     dA = model.backward(one_hot(targets, logits), until=name)             # (N, K, h, w)
     alpha = dA.mean(axis=(2, 3))                                          # (N, K)

@@ -301,6 +301,7 @@ def child_main():
         send({"status": "import_error", "reason": f"the file cannot be imported: {type(e).__name__}: {e}"})
         return
     send({"status": "ready"})
+    file_name = os.path.basename(setup["file"])
     while True:
         request = read()
         if request is None:
@@ -313,11 +314,9 @@ def child_main():
         before = [a.copy() if isinstance(a, np.ndarray) else None for a in args]
         try:
             arrays, is_tuple = _as_arrays(fn(*args))
-        except NotArrays as e:
-            send({"case": case, "status": "error", "reason": str(e)})
-            continue
         except BaseException as e:
-            send({"case": case, "status": "error", "reason": _describe_failure(e, os.path.basename(setup["file"]))})
+            reason = str(e) if isinstance(e, NotArrays) else _describe_failure(e, file_name)
+            send({"case": case, "status": "error", "reason": reason})
             continue
         modified = [i for i, (a, b) in enumerate(zip(args, before))
                     if b is not None and not (isinstance(a, np.ndarray) and a.shape == b.shape
