@@ -17,17 +17,21 @@ there). What differs is a few lines that turn (A, G) into a map (N, h, w):
 
 ``cam(model, x, target, layer, weighting)`` runs the passes and applies the
 ReLU every CAM ends with; a user's own ``weighting(A, G) -> (N, h, w)`` is
-one more variant. ``score_cam`` and ``ablation_cam`` weigh each channel by
-forward passes instead (one per channel). All maps are at the layer's
-resolution, like ``grad_cam``, and equal pytorch-grad-cam 1.5.7's before its
-resize and min-max scaling.
+one more variant (``grad_cam`` is ``cam`` with ``grad_cam_map``).
+``score_cam`` and ``ablation_cam`` weigh each channel by forward passes
+instead (one per channel). All these maps are at the layer's resolution,
+like ``grad_cam``, and equal pytorch-grad-cam 1.5.7's before its resize and
+min-max scaling. ``fullgrad`` reads no single layer: it adds the input
+gradient and the gradient at every bias, at the image's resolution.
 """
 import numpy as np
 
+import minicnn as mc
 from minicnn.layers import Layer
+from minicnn.losses import softmax
 
 from .methods import (batch_for, cam_layer, check_batch_size, check_images, check_logits, check_result,
-                      guided_backprop, one_hot, resolve_targets, upsample)
+                      guided_backprop, one_hot, resize_matrix, resolve_targets, upsample)
 from .progress import Progress
 
 # --------------------------------------------------------------------------
@@ -106,13 +110,14 @@ WEIGHTINGS = {"grad_cam": grad_cam_map, "grad_cam_plus_plus": grad_cam_plus_plus
 # The mechanism
 # --------------------------------------------------------------------------
 
-def activations_and_gradients(model, x, target=None, layer=None, gradients=True):
+def activations_and_gradients(model, x, target=None, layer=None, gradients=True, method="CAM"):
     """(A, G, targets, layer name, logits): the activations at ``layer`` (None: ``default_cam_layer``) and the
-    gradient of each image's target logit there (None when ``gradients`` is False)."""
+    gradient of each image's target logit there (None when ``gradients`` is False). ``method`` names the
+    caller in errors."""
     check_images(x)
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
-    name = cam_layer(model, layer, "CAM")
+    name = cam_layer(model, layer, method)
     A = model.outputs[name]
     G = model.backward(one_hot(targets, logits), until=name) if gradients else None
     return A, G, targets, name, logits
@@ -123,9 +128,23 @@ def cam(model, x, target=None, layer=None, weighting=grad_cam_map):
 
     weighting: one of the ``*_map`` functions above (``WEIGHTINGS``), or your own ``(A, G) -> (N, h, w)``.
     """
-    A, G, _, name, _ = activations_and_gradients(model, x, target, layer, gradients=weighting is not eigen_cam_map)
-    return check_result(np.maximum(weighting(A, G), 0), getattr(weighting, "__name__", "CAM"),
+    method = getattr(weighting, "__name__", "CAM").removesuffix("_map")
+    A, G, _, name, _ = activations_and_gradients(model, x, target, layer, weighting is not eigen_cam_map, method)
+    return check_result(np.maximum(weighting(A, G), 0), method,
                         f"an activation or gradient at {name} overflowed in the model's dtype")
+
+
+def grad_cam(model, x, target=None, layer=None):
+    """Grad-CAM (Selvaraju et al. 2017): the coarse map (N, h, w) at ``layer``.
+
+    1. forward; 2. the gradient of the target logit at the layer's output
+    A (N, K, h, w); 3. alpha_k = the mean of that gradient over (h, w);
+    4. ReLU(sum_k alpha_k A_k). Steps 1, 2 and 4 are every CAM's (``cam``),
+    step 3 is Grad-CAM's weighting (``grad_cam_map``). No upsampling or
+    scaling here: see ``upsample`` and ``scale_01``. layer: a layer name,
+    default ``default_cam_layer(model)``; its output must be spatial (4-D).
+    """
+    return cam(model, x, target, layer, grad_cam_map)
 
 
 def _variant(weighting, doc):
@@ -148,8 +167,16 @@ eigen_grad_cam = _variant(eigen_grad_cam_map, "EigenGrad-CAM")
 def guided(cam_method, model, x, target=None, layer=None, mode="bilinear"):
     """Guided Backprop (N, C, H, W) times any CAM's map upsampled to (H, W): Guided Grad-CAM's recipe for
     every member of the family (``guided(grad_cam_plus_plus, model, x)``)."""
+    resize_matrix(1, 1, mode)                 # an unknown mode fails here, before any work
     maps = cam_method(model, x, target, layer)
     return guided_backprop(model, x, target) * upsample(maps, x.shape[2:], mode)[:, None]
+
+
+def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
+    """Guided Grad-CAM: Guided Backprop (N, C, H, W) times the Grad-CAM map upsampled to (H, W) with ``mode``
+    and broadcast over channels, ``guided(grad_cam, ...)``. The paper upsamples bilinearly; Captum's
+    GuidedGradCam uses "nearest". The Grad-CAM map is not scaled to [0, 1] before the product (as in Captum)."""
+    return guided(grad_cam, model, x, target, layer, mode)
 
 
 # --------------------------------------------------------------------------
@@ -177,13 +204,23 @@ def _softmax32(scores):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def score_cam(model, x, target=None, layer=None, batch_size=None, progress=False):
+SCORE_CAM_SCORES = ("logit", "probability")
+
+
+def score_cam(model, x, target=None, layer=None, batch_size=None, progress=False, score="logit"):
     """Score-CAM (Wang et al. 2020), (N, h, w): each channel of A, upsampled to the image (bilinear,
-    align_corners=True) and scaled to [0, 1], masks the image; the target logit of each masked copy, a
+    align_corners=True) and scaled to [0, 1], masks the image; the target's score on each masked copy, a
     softmax over channels (in float32, as pytorch-grad-cam), weighs the channel. One forward pass per
-    channel, in batches of ``batch_size`` (None: sized by memory, ``batch_for``)."""
+    channel, in batches of ``batch_size`` (None: sized by memory, ``batch_for``).
+
+    score: "logit" (pytorch-grad-cam's ``ClassifierOutputTarget``) or "probability" (the paper: the target's
+    softmax probability). Logits of masked copies can be far larger than any on real images (a model that
+    calls a black image a circle at logit 175 gives that class's weight to the channels that black out the
+    most), and the softmax over channels then hands nearly all the weight to one channel."""
     check_batch_size(batch_size)
-    A, _, targets, name, _ = activations_and_gradients(model, x, target, layer, gradients=False)
+    if score not in SCORE_CAM_SCORES:
+        raise ValueError(f"score must be one of {SCORE_CAM_SCORES}, got {score!r}")
+    A, _, targets, name, _ = activations_and_gradients(model, x, target, layer, False, "Score-CAM")
     A = A.copy()
     N, K = A.shape[:2]
     H, W = x.shape[2:]
@@ -197,7 +234,8 @@ def score_cam(model, x, target=None, layer=None, batch_size=None, progress=False
         up = (up - low) / (up.max(axis=(1, 2), keepdims=True) - low + 1e-8)
         for k in range(0, K, batch_size):
             masked = (x[n][None] * up[k:k + batch_size, None]).astype(x.dtype)
-            scores[n, k:k + len(masked)] = check_logits(model.forward(masked), "the masked copies")[:, targets[n]]
+            out = check_logits(model.forward(masked), "the masked copies")
+            scores[n, k:k + len(masked)] = (softmax(out) if score == "probability" else out)[:, targets[n]]
             bar.update(n * K + k + len(masked))
     bar.close()
     weights = _softmax32(scores)
@@ -228,7 +266,7 @@ def ablation_cam(model, x, target=None, layer=None, batch_size=None, progress=Fa
     drops, relatively, when channel k of A is ablated (``ablation_value``): (y - y_k) / y, in float32 as
     pytorch-grad-cam. One forward pass per channel: the layer's output is replaced by the ablated copies."""
     check_batch_size(batch_size)
-    A, _, targets, name, logits = activations_and_gradients(model, x, target, layer, gradients=False)
+    A, _, targets, name, logits = activations_and_gradients(model, x, target, layer, False, "Ablation-CAM")
     A = A.copy()
     N, K = A.shape[:2]
     original = logits[np.arange(N), targets].astype(np.float32)
@@ -253,3 +291,67 @@ def ablation_cam(model, x, target=None, layer=None, batch_size=None, progress=Fa
     weights = (original[:, None] - ablated_scores.astype(np.float32)) / original[:, None]
     return check_result(np.maximum(np.einsum("nk,nkhw->nhw", weights, A), 0), "Ablation-CAM",
                         "a target logit of 0 (the weights divide by it)")
+
+
+# --------------------------------------------------------------------------
+# FullGrad: the input gradient and the gradient at every bias
+# --------------------------------------------------------------------------
+
+def bias_of(layer):
+    """The bias a layer adds to each output channel, (K,), or None: a Conv2d's or Linear's bias, an eval-mode
+    BatchNorm2d's ``beta - running_mean * gamma / sqrt(running_var + eps)``, a Normalize's ``-mean / std``."""
+    if isinstance(layer, mc.BatchNorm2d):
+        return layer.affine()[1]
+    if isinstance(layer, mc.Normalize):
+        return -layer.mean / layer.std
+    if isinstance(layer, (mc.Conv2d, mc.Linear)):
+        return layer.params.get("bias")
+    return None
+
+
+def full_gradients(model, x, target=None):
+    """The full-gradient decomposition (Srinivas & Fleuret 2019) of each image's target logit:
+    ``(input gradient (N, C, H, W), {layer name: (bias (K,), gradient at the layer's output)}, targets, logits)``.
+
+    A network of ReLUs, max- and average-pools and layers that are linear plus a bias (convolutions, linear
+    layers, batch norm in eval mode, Normalize) is linear around each input, so its logit splits exactly:
+    ``f(x) = sum(dx * x) + sum over bias layers and channels k of b_k * sum(G_k)``, G_k the gradient at the
+    layer's output summed over its positions. Batch norm in training mode (batch statistics) is refused.
+    """
+    check_images(x)
+    training = [name for name, layer in model.named_layers() if isinstance(layer, mc.BatchNorm2d) and layer.training]
+    if training:
+        raise ValueError(f"FullGrad: batch norm {training[0]} is in training mode (batch statistics: not a fixed "
+                         f"bias); call model.eval() first")
+    logits = model.forward(x)
+    targets = resolve_targets(target, logits)
+    biases = {name: bias_of(layer) for name, layer in model.named_layers() if bias_of(layer) is not None}
+    kept = dict.fromkeys(biases)
+    dx = model.backward(one_hot(targets, logits), keep=kept)
+    return dx, {name: (biases[name], kept[name]) for name in biases}, targets, logits
+
+
+def _scaled(v):
+    """Min-max scaling of each (image, channel) map, pytorch-grad-cam's ``(v - min) / (max - min + 1e-7)``."""
+    v = v - v.min(axis=(2, 3), keepdims=True)
+    return v / (v.max(axis=(2, 3), keepdims=True) + 1e-7)
+
+
+def fullgrad(model, x, target=None, layer=None):
+    """FullGrad (Srinivas & Fleuret 2019) as pytorch-grad-cam computes it, (N, H, W), before its final min-max
+    scaling: ``sum_c scaled(|dx_c * x_c|)`` plus, for every Conv2d with a bias and every BatchNorm2d,
+    ``sum_k resize(scaled(|b_k * G_k|))`` (``full_gradients``; scaled: min-max per image and channel; resize:
+    bilinear to (H, W)). Scaling each channel on its own cancels |b_k| wherever b_k != 0, as in the reference.
+    ``layer`` is accepted for the CAMs' common signature and must be None: FullGrad reads every bias layer."""
+    if layer is not None:
+        raise ValueError(f"FullGrad reads every bias layer, not one; pass layer=None, got {layer!r}")
+    dx, terms, _, _ = full_gradients(model, x, target)
+    H, W = x.shape[2:]
+    result = _scaled(np.abs(dx * x)).sum(axis=1)
+    spatial = {name for name, layer in model.named_layers() if isinstance(layer, (mc.Conv2d, mc.BatchNorm2d))}
+    for name, (b, G) in terms.items():
+        if name in spatial:
+            summed = _scaled(np.abs(b[:, None, None] * G)).sum(axis=1)       # resizing is linear: sum first
+            result += resize_matrix(G.shape[2], H, dtype=G.dtype) @ summed @ resize_matrix(G.shape[3], W,
+                                                                                           dtype=G.dtype).T
+    return check_result(result, "FullGrad", "a gradient overflowed in the model's dtype")

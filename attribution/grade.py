@@ -28,6 +28,7 @@ from minicnn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from minicnn.sequential import Sequential
 
 from . import methods as attr
+from .cam_family import grad_cam
 
 SEED = 0        # the cases' random seed; an instructor grades with another (--seed) for cases students never saw
 
@@ -296,7 +297,7 @@ def _cases_grad_cam():
     cases = []
     for layer, targets in (("features.4", np.array([2, 0, 1])), ("features.1", np.array([0, 3, 4]))):
         def check(got, layer=layer, targets=targets):
-            expected = attr.grad_cam(model, x, targets, layer)
+            expected = grad_cam(model, x, targets, layer)
             got = single(got, f"Grad-CAM at {layer}")
             if got.ndim == 3 and got.shape[1:] == x.shape[2:] and expected.shape[1:] != x.shape[2:]:
                 raise Failed(f"Grad-CAM at {layer}: returned {got.shape}, the image's size: the coarse map "
@@ -308,7 +309,7 @@ def _cases_grad_cam():
         cases.append(Case(f"layer {layer}", (model, x, targets, layer), check))
     model32, (x32,), targets = _small_model().to(np.float32), f32(x), np.array([0, 1, 2])
     cases.append(float32_case((model32, x32, targets, "features.4"),
-                              attr.grad_cam(_small_model(), *f64(x32), targets, "features.4"), "Grad-CAM", 1e-4))
+                              grad_cam(_small_model(), *f64(x32), targets, "features.4"), "Grad-CAM", 1e-4))
     return cases
 
 

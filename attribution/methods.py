@@ -186,7 +186,7 @@ def guided_backprop(model, x, target=None):
 
 
 # --------------------------------------------------------------------------
-# Grad-CAM
+# Where a CAM looks, and how a coarse map reaches the image (the CAMs themselves: cam_family.py)
 # --------------------------------------------------------------------------
 
 def default_cam_layer(model):
@@ -230,20 +230,6 @@ def _largest_ending_with(model, name):
     return name
 
 
-def grad_cam(model, x, target=None, layer=None):
-    """Grad-CAM (Selvaraju et al. 2017): the coarse map (N, h, w) at ``layer``.
-
-    1. forward; 2. the gradient of the target logit at the layer's output
-    A (N, K, h, w); 3. alpha_k = the mean of that gradient over (h, w);
-    4. ReLU(sum_k alpha_k A_k). No upsampling or scaling here: see
-    ``upsample`` and ``scale_01``. layer: a layer name, default
-    ``default_cam_layer(model)``; its output must be spatial (4-D).
-    """
-    check_images(x)
-    logits = model.forward(x)
-    return _grad_cam_after_forward(model, logits, resolve_targets(target, logits), layer)
-
-
 def cam_layer(model, layer, method):
     """The layer a CAM reads after a forward pass: ``layer``, or ``default_cam_layer`` for None; ValueError
     naming ``method`` and the usable layers unless it has a spatial output (N, K, h, w)."""
@@ -253,16 +239,6 @@ def cam_layer(model, layer, method):
         reason = "has no spatial output" if name in model.outputs else "is not a layer of this model"
         raise ValueError(f"{method} layer {name!r} {reason}; usable layers: {', '.join(spatial)}")
     return name
-
-
-def _grad_cam_after_forward(model, logits, targets, layer):
-    """Grad-CAM steps 2-4, reusing the forward pass whose outputs the model holds."""
-    name = cam_layer(model, layer, "Grad-CAM")
-    A = model.outputs[name]                                               # (N, K, h, w)
-    dA = model.backward(one_hot(targets, logits), until=name)             # (N, K, h, w)
-    alpha = dA.mean(axis=(2, 3))                                          # (N, K)
-    return check_result(np.maximum(np.einsum("nk,nkhw->nhw", alpha, A), 0), "Grad-CAM",
-                        f"a gradient or activation at {name} overflowed in the model's dtype")
 
 
 def resize_matrix(n_in, n_out, mode="bilinear", dtype=np.float64):
@@ -305,22 +281,6 @@ def scale_01(maps):
     lo, hi = flat.min(axis=1), flat.max(axis=1)
     span = np.where(hi > lo, hi - lo, 1)
     return ((flat - lo[:, None]) / span[:, None]).reshape(maps.shape)
-
-
-def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
-    """Guided Grad-CAM: Guided Backprop (N, C, H, W) times the Grad-CAM map
-    upsampled to (H, W) with ``mode`` and broadcast over channels.
-
-    The paper upsamples bilinearly; Captum's GuidedGradCam uses "nearest".
-    The Grad-CAM map is not scaled to [0, 1] before the product (as in Captum).
-    """
-    check_images(x)
-    resize_matrix(1, 1, mode)                 # an unknown mode fails here, before any work
-    logits = model.forward(x)                 # one forward serves both backward passes
-    targets = resolve_targets(target, logits)
-    cam = _grad_cam_after_forward(model, logits, targets, layer)
-    guided = model.backward(one_hot(targets, logits), relu_rule="guided")
-    return guided * upsample(cam, x.shape[2:], mode)[:, None]
 
 
 # --------------------------------------------------------------------------

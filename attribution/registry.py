@@ -17,6 +17,7 @@ Short names from earlier versions ("vanilla", "guided", "gradcam",
 import dataclasses
 from typing import Callable, Optional
 
+from . import cam_family as cam
 from . import methods as am
 from .lrp import lrp
 from .perturbation import kernel_shap, lime, shapley_values
@@ -83,8 +84,23 @@ METHODS = {m.name: m for m in [
     Method("gradient_x_input", am.gradient_x_input, "Gradient x Input", signed=True),
     Method("deconvnet", am.deconvnet, "DeconvNet"),
     Method("guided_backprop", am.guided_backprop, "Guided Backprop", aliases=("guided",)),
-    Method("grad_cam", am.grad_cam, "Grad-CAM", coarse=True, aliases=("gradcam",)),
-    Method("guided_grad_cam", am.guided_grad_cam, "Guided Grad-CAM", aliases=("guided_gradcam",)),
+    Method("grad_cam", cam.grad_cam, "Grad-CAM", coarse=True, aliases=("gradcam",)),
+    Method("guided_grad_cam", cam.guided_grad_cam, "Guided Grad-CAM", aliases=("guided_gradcam",)),
+    # the rest of the CAM family (attribution.cam_family): other weightings of the same layer's (A, G) ...
+    Method("grad_cam_plus_plus", cam.grad_cam_plus_plus, "Grad-CAM++", coarse=True),
+    Method("xgrad_cam", cam.xgrad_cam, "XGrad-CAM", coarse=True),
+    Method("hires_cam", cam.hires_cam, "HiResCAM", coarse=True),
+    Method("grad_cam_elementwise", cam.grad_cam_elementwise, "Grad-CAM element-wise", coarse=True),
+    Method("layer_cam", cam.layer_cam, "LayerCAM", coarse=True),
+    Method("eigen_cam", cam.eigen_cam, "Eigen-CAM", coarse=True),
+    Method("eigen_grad_cam", cam.eigen_grad_cam, "EigenGrad-CAM", coarse=True),
+    # ... channels weighed by forward passes, one per channel ...
+    # Score-CAM on the target's probability (the paper's score), not pytorch-grad-cam's logit: masked copies are
+    # far from real images, and the shapes model calls a black image a circle at logit 175 (see score_cam)
+    Method("score_cam", cam.score_cam, "Score-CAM", coarse=True, settings={"score": "probability"}),
+    Method("ablation_cam", cam.ablation_cam, "Ablation-CAM", coarse=True),
+    # ... and every bias layer at once, at the image's resolution
+    Method("fullgrad", cam.fullgrad, "FullGrad", coarse=True),
     # the paper's 50 samples at 15% noise; seeded, so that a table or figure is the same each time
     Method("smoothgrad", smoothgrad_of, "SmoothGrad", settings={"n_samples": 50, "noise_level": 0.15, "seed": 0}),
     # 32 steps: a power of two, so that Captum's float32 step weights are exact (see the Captum tests)
@@ -93,6 +109,10 @@ METHODS = {m.name: m for m in [
     Method("occlusion", am.occlusion, "Occlusion", signed=True, sized=occlusion_window),
     # the chapter's other families: DeepLIFT, LRP / Deep Taylor, LIME and SHAP on superpixels
     Method("deeplift", am.deeplift, "DeepLIFT (Rescale)", signed=True),
+    # Captum's SHAP estimators: DeepLIFT averaged over a set of baselines, and gradients at random points
+    # between random baselines and the image (baselines=None: 8 seeded uniform-noise images)
+    Method("deeplift_shap", am.deeplift_shap, "DeepLIFT-SHAP", signed=True),
+    Method("gradient_shap", am.gradient_shap, "GradientSHAP", signed=True, settings={"n_samples": 50, "seed": 0}),
     Method("lrp", lrp, "LRP (epsilon-plus-flat)", signed=True, settings={"composite": "epsilon_plus_flat"}),
     Method("deep_taylor", lrp, "Deep Taylor (LRP z+, z-box)", signed=True, settings={"composite": "deep_taylor"}),
     # switched-off segments turn grey, not into their own mean colour (lime_image's default): a segment inside a

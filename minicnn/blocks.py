@@ -43,6 +43,8 @@ class BackwardContext:
         ``sum_rule(R, summands) -> one R per summand``; None: the gradient's
         way, each summand gets all of it.
     until: stop at this layer and return the gradient arriving at its output.
+    keep: {layer name: None}, filled in as the pass goes with the gradient
+        arriving at each named layer's output (FullGrad reads every bias's).
     """
     relu_rule: str = "gradient"
     param_grads: bool = False
@@ -50,6 +52,7 @@ class BackwardContext:
     rules: Optional[dict] = None
     sum_rule: Optional[Callable] = None
     until: Optional[str] = None
+    keep: Optional[dict] = None
 
     def __post_init__(self):
         if self.relu_rule not in RELU_RULES:
@@ -118,6 +121,8 @@ class Block(Layer):
     def back(self, name, dout, ctx):
         """Child ``name``'s step of the backward pass: the gradient (or relevance) at its output -> at its input."""
         child = self.children[name]
+        if ctx.keep is not None and child.name in ctx.keep:
+            ctx.keep[child.name] = dout
         if child.name == ctx.until:
             raise Reached(dout)
         if ctx.rules is not None and child.name in ctx.rules:          # LRP: this layer's relevance rule
@@ -146,7 +151,7 @@ class Block(Layer):
     # --- the backward pass of a whole model ---
 
     def backward(self, dout, relu_rule="gradient", param_grads=False, until=None, reference=None, rules=None,
-                 sum_rule=None):
+                 sum_rule=None, keep=None):
         """Backpropagate ``dout`` (the gradient of some score w.r.t. the output) through every layer.
 
         relu_rule: "gradient" (Vanilla Gradient), "deconvnet", "guided" or
@@ -159,12 +164,15 @@ class Block(Layer):
         reference: for "rescale", ``caches()`` saved after a forward pass on
             the baseline (the reference input of every ReLU and max-pool).
         rules, sum_rule: LRP's (``attribution.lrp``), see ``BackwardContext``.
+        keep: a dict whose keys are layer names; the pass stores the gradient
+            arriving at each one's output there (``keep = dict.fromkeys(names)``).
         Returns the gradient w.r.t. the model's input (or ``until``'s output).
         """
-        ctx = BackwardContext(relu_rule, bool(param_grads), reference, rules, sum_rule, until)
-        if until is not None and until not in self.outputs:
-            raise KeyError(f"no layer named {until!r} has an output from the last forward pass; layers are: "
-                           f"{', '.join(self.outputs) or '(none: run forward first)'}")
+        ctx = BackwardContext(relu_rule, bool(param_grads), reference, rules, sum_rule, until, keep)
+        for name in ([until] if until is not None else []) + list(keep or []):
+            if name not in self.outputs:
+                raise KeyError(f"no layer named {name!r} has an output from the last forward pass; layers are: "
+                               f"{', '.join(self.outputs) or '(none: run forward first)'}")
         try:
             return self.backprop(dout, ctx)
         except Reached as stop:

@@ -213,7 +213,7 @@ def test_methods_are_batched():
     model = small_vgg()
     x = np.random.default_rng(5).standard_normal((3, 3, 16, 16))
     for name, method in attr.METHODS.items():
-        if name in ("smoothgrad", "lime", "kernel_shap"):    # one random generator for the whole batch, by design
+        if name in ("smoothgrad", "gradient_shap", "lime", "kernel_shap"):  # one random generator per batch, by design
             continue
         together = method(model, x, [0, 1, 2])
         alone = np.concatenate([method(model, x[i:i + 1], i) for i in range(3)])

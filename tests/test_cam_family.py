@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import attribution as attr
+import minicnn as mc
 from attribution import cam_family as ac
 from conftest import needs_grad_cam, torch
 from nets import small_vgg
@@ -28,15 +29,15 @@ def _resnet(seed, in_size):
 NETS = {"vgg": _vgg, "resnet": _resnet}
 
 
-def _reference(class_name, net, layer, x, targets):
+def _reference(class_name, net, layer, x, targets, target_kind="ClassifierOutputTarget"):
     """pytorch-grad-cam's unscaled map: its own activations, gradients and get_cam_image, then the ReLU."""
     import pytorch_grad_cam as pgc
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from pytorch_grad_cam.utils import model_targets
     module = net.get_submodule(layer)
     method = getattr(pgc, class_name)(model=net, target_layers=[module])
     x_t = torch.from_numpy(x)
     outputs = method.activations_and_grads(x_t)
-    wanted = [ClassifierOutputTarget(int(t)) for t in targets]
+    wanted = [getattr(model_targets, target_kind)(int(t)) for t in targets]
     grads = None
     if method.uses_gradients:
         net.zero_grad()
@@ -89,6 +90,18 @@ def test_forward_pass_cams_equal_pytorch_grad_cam_in_float32(kind, name, class_n
     ours = getattr(attr, name)(model, x, targets, layer, batch_size=5)
     theirs = _reference(class_name, net, layer, x, targets)
     np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=2e-6 * np.abs(theirs).max())
+
+
+@needs_grad_cam
+@pytest.mark.parametrize("kind", NETS)
+def test_score_cam_on_probabilities_equals_the_softmax_target(kind):
+    """score="probability" (the paper's score) is pytorch-grad-cam's Score-CAM with ClassifierOutputSoftmaxTarget."""
+    model, net, x, layer, targets = _case(kind, seed=8)
+    ours = attr.score_cam(model, x, targets, layer, score="probability")
+    theirs = _reference("ScoreCAM", net, layer, x, targets, "ClassifierOutputSoftmaxTarget")
+    np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=2e-6 * np.abs(theirs).max())
+    with pytest.raises(ValueError, match="score must be one of"):
+        attr.score_cam(model, x, targets, layer, score="softmax")
 
 
 @needs_grad_cam
@@ -151,3 +164,63 @@ def test_ablation_cam_leaves_the_model_as_it_was():
     attr.ablation_cam(model, x, 0)
     np.testing.assert_array_equal(model.forward(x), before)
     assert [n for n, _ in model.named_layers()] == [n for n, _ in small_vgg().named_layers()]
+
+
+def _decomposition_error(model, x, targets):
+    """|f(x) - (sum(dx * x) + sum of every bias term)| / max |f|, per the full-gradient decomposition."""
+    dx, terms, targets, logits = ac.full_gradients(model, x, targets)
+    total = (dx * x).sum(axis=(1, 2, 3))
+    for b, G in terms.values():
+        per_channel = G.sum(axis=(2, 3)) if G.ndim == 4 else G           # (N, K): the gradient w.r.t. b
+        total = total + per_channel @ b
+    f = logits[np.arange(len(x)), targets]
+    return np.abs(total - f).max() / np.abs(f).max()
+
+
+@pytest.mark.parametrize("make", ["vgg", "resnet", "shapes", "shapes_resnet"])
+def test_the_full_gradient_decomposition_is_exact(make):
+    """Srinivas & Fleuret 2019: on a ReLU network the logit is the input term plus every bias's term, float64.
+    The nets cover biased convolutions, batch norm with statistics far from their defaults, Normalize, average-
+    and max-pools, residual sums and linear layers."""
+    from minicnn import models
+    rng = np.random.default_rng(7)
+    if make == "vgg":
+        model, size = small_vgg(seed=3, in_size=20), 20
+    elif make == "resnet":
+        model, size = models.resnet("bottleneck", [1, 2, 1, 1], 5, width=0.125, dtype=np.float64, seed=2), 37
+        for name, layer in model.named_layers():
+            if isinstance(layer, mc.BatchNorm2d):
+                k = layer.num_features
+                layer.params["weight"], layer.params["bias"] = rng.uniform(0.3, 2, k), rng.normal(0, 0.5, k)
+                layer.buffers["running_mean"], layer.buffers["running_var"] = rng.normal(0, 1, k), rng.uniform(.2, 3, k)
+    else:
+        model = getattr(models, "shapes_net" if make == "shapes" else "shapes_resnet")(pretrained=True)
+        model, size = model.to(np.float64), 64
+    x = rng.uniform(0, 1, (3, 3, size, size))
+    assert _decomposition_error(model, x, [0, 1, 2]) < 1e-12
+
+
+def test_full_gradients_refuse_batch_norm_in_training_mode():
+    from minicnn import models
+    model = models.resnet("basic", [1, 1, 1, 1], 4, width=0.0625, dtype=np.float64).train()
+    with pytest.raises(ValueError, match="training mode.*model.eval"):
+        ac.full_gradients(model, np.zeros((2, 3, 16, 16)))
+    with pytest.raises(ValueError, match="every bias layer"):
+        attr.fullgrad(small_vgg(), np.zeros((1, 3, 16, 16)), layer="features.1")
+
+
+@needs_grad_cam
+@pytest.mark.parametrize("kind,seed,in_size", [("vgg", 0, 16), ("vgg", 2, 20), ("resnet", 1, 33), ("resnet", 3, 24)])
+def test_fullgrad_equals_pytorch_grad_cam(kind, seed, in_size):
+    """pytorch-grad-cam's FullGrad min-max scales its final map and works in float32 after each scaling (its
+    OpenCV resize): compared after the same final scaling, to float32's precision."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    model, net, x, _, targets = _case(kind, seed, in_size)
+    ours = attr.fullgrad(model, x, targets)
+    theirs = pgc.FullGrad(model=net, target_layers=[])(input_tensor=torch.from_numpy(x),
+                                                        targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    ours = ours - ours.min(axis=(1, 2), keepdims=True)
+    ours = ours / (ours.max(axis=(1, 2), keepdims=True) + 1e-7)
+    assert ours.shape == theirs.shape == x.shape[:1] + x.shape[2:]
+    np.testing.assert_allclose(ours, theirs, atol=2e-6)

@@ -74,8 +74,13 @@ def test_no_import_cycles():
 
 
 def test_the_registry_is_the_one_table():
-    assert list(METHODS)[:9] == ["vanilla_gradient", "gradient_x_input", "deconvnet", "guided_backprop", "grad_cam",
-                                 "guided_grad_cam", "smoothgrad", "integrated_gradients", "occlusion"]
+    assert list(METHODS)[:6] == ["vanilla_gradient", "gradient_x_input", "deconvnet", "guided_backprop", "grad_cam",
+                                 "guided_grad_cam"]
+    # the rest of the CAM family follows Grad-CAM, in the order of attribution.cam_family
+    from attribution import cam_family
+    assert list(METHODS)[6:16] == [w for w in cam_family.WEIGHTINGS if w != "grad_cam"] + ["score_cam",
+                                                                                          "ablation_cam", "fullgrad"]
+    assert list(METHODS)[16:19] == ["smoothgrad", "integrated_gradients", "occlusion"]
     assert all(m.name == name and m.title for name, m in METHODS.items())
     assert get_method("gradcam") is METHODS["grad_cam"] and get_method("vanilla") is METHODS["vanilla_gradient"]
     with pytest.raises(ValueError, match="unknown method 'lime_juice'; valid: vanilla_gradient"):
