@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_captum
+from conftest import needs_captum, needs_grad_cam
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -41,3 +41,11 @@ def test_benchmarks_drop_the_kernel_pinning_for_their_own_process_only():
     assert "seen: None None" in result.stdout
     assert "PINNED" not in result.stdout
     assert "kernels" in result.stdout or "threadpoolctl" in result.stdout     # the kernel, or how to see it
+
+
+@needs_grad_cam
+def test_the_cam_benchmark_runs():
+    result = subprocess.run([sys.executable, str(BENCH / "bench_cams.py"), "--rounds", "1", "--size", "32",
+                             "--layer", "layer3"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Ablation-CAM" in result.stdout and "ratio" in result.stdout
