@@ -22,6 +22,6 @@ __all__ = [
     "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam", "ig_points", "integrated_gradients",
     "occlusion", "resize_matrix", "scale_01", "smoothgrad", "upsample", "vanilla_gradient",
     "COMPOSITES", "canonize", "lrp", "kernel_shap", "lime", "shapley_values", "slic",
-    "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "fullgrad", "guided", "grad_cam_elementwise", "grad_cam_plus_plus", "hires_cam",
-    "layer_cam", "score_cam", "xgrad_cam", "deeplift_shap", "gradient_shap",
+    "ablation_cam", "cam", "eigen_cam", "eigen_grad_cam", "fullgrad", "guided", "grad_cam_elementwise",
+    "grad_cam_plus_plus", "hires_cam", "layer_cam", "score_cam", "xgrad_cam", "deeplift_shap", "gradient_shap",
 ]

@@ -128,10 +128,17 @@ def cam(model, x, target=None, layer=None, weighting=grad_cam_map):
 
     weighting: one of the ``*_map`` functions above (``WEIGHTINGS``), or your own ``(A, G) -> (N, h, w)``.
     """
+    return _weighted(model, x, target, layer, weighting)[0]
+
+
+def _weighted(model, x, target, layer, weighting):
+    """``cam``'s map and the (targets, logits) of its forward pass, whose caches the model still holds."""
     method = getattr(weighting, "__name__", "CAM").removesuffix("_map")
-    A, G, _, name, _ = activations_and_gradients(model, x, target, layer, weighting is not eigen_cam_map, method)
-    return check_result(np.maximum(weighting(A, G), 0), method,
+    A, G, targets, name, logits = activations_and_gradients(model, x, target, layer,
+                                                            weighting is not eigen_cam_map, method)
+    maps = check_result(np.maximum(weighting(A, G), 0), method,
                         f"an activation or gradient at {name} overflowed in the model's dtype")
+    return maps, targets, logits
 
 
 def grad_cam(model, x, target=None, layer=None):
@@ -147,9 +154,13 @@ def grad_cam(model, x, target=None, layer=None):
     return cam(model, x, target, layer, grad_cam_map)
 
 
+grad_cam.weighting = grad_cam_map                 # what ``guided`` reads to reuse the CAM's forward pass
+
+
 def _variant(weighting, doc):
     def method(model, x, target=None, layer=None):
         return cam(model, x, target, layer, weighting)
+    method.weighting = weighting
     method.__name__ = weighting.__name__[:-4]
     method.__doc__ = f"{doc} (N, h, w) at ``layer`` (None: ``default_cam_layer``); see ``{weighting.__name__}``."
     return method
@@ -166,10 +177,17 @@ eigen_grad_cam = _variant(eigen_grad_cam_map, "EigenGrad-CAM")
 
 def guided(cam_method, model, x, target=None, layer=None, mode="bilinear"):
     """Guided Backprop (N, C, H, W) times any CAM's map upsampled to (H, W): Guided Grad-CAM's recipe for
-    every member of the family (``guided(grad_cam_plus_plus, model, x)``)."""
+    every member of the family (``guided(grad_cam_plus_plus, model, x)``). For a gradient CAM (a method with
+    a ``weighting``) one forward pass serves both backward passes; other methods run their own passes."""
     resize_matrix(1, 1, mode)                 # an unknown mode fails here, before any work
-    maps = cam_method(model, x, target, layer)
-    return guided_backprop(model, x, target) * upsample(maps, x.shape[2:], mode)[:, None]
+    weighting = getattr(cam_method, "weighting", None)
+    if weighting is None:
+        maps = cam_method(model, x, target, layer)
+        return guided_backprop(model, x, target) * upsample(maps, x.shape[2:], mode)[:, None]
+    maps, targets, logits = _weighted(model, x, target, layer, weighting)
+    backprop = check_result(model.backward(one_hot(targets, logits), relu_rule="guided"), "the guided backward pass",
+                            "a gradient overflowed in the model's dtype")
+    return backprop * upsample(maps, x.shape[2:], mode)[:, None]
 
 
 def guided_grad_cam(model, x, target=None, layer=None, mode="bilinear"):
@@ -325,7 +343,7 @@ def full_gradients(model, x, target=None):
                          f"bias); call model.eval() first")
     logits = model.forward(x)
     targets = resolve_targets(target, logits)
-    biases = {name: bias_of(layer) for name, layer in model.named_layers() if bias_of(layer) is not None}
+    biases = {name: b for name, layer in model.named_layers() if (b := bias_of(layer)) is not None}
     kept = dict.fromkeys(biases)
     dx = model.backward(one_hot(targets, logits), keep=kept)
     return dx, {name: (biases[name], kept[name]) for name in biases}, targets, logits
@@ -351,7 +369,5 @@ def fullgrad(model, x, target=None, layer=None):
     spatial = {name for name, layer in model.named_layers() if isinstance(layer, (mc.Conv2d, mc.BatchNorm2d))}
     for name, (b, G) in terms.items():
         if name in spatial:
-            summed = _scaled(np.abs(b[:, None, None] * G)).sum(axis=1)       # resizing is linear: sum first
-            result += resize_matrix(G.shape[2], H, dtype=G.dtype) @ summed @ resize_matrix(G.shape[3], W,
-                                                                                           dtype=G.dtype).T
+            result += upsample(_scaled(np.abs(b[:, None, None] * G)).sum(axis=1), (H, W))  # linear: sum first
     return check_result(result, "FullGrad", "a gradient overflowed in the model's dtype")

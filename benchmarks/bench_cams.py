@@ -4,7 +4,8 @@
 
 The same ResNet-18 (random weights and batch-norm statistics, float32, one
 image) on both sides, at ``--layer``; settled and alternating rounds
-(``common.settled_rounds``), the median of the per-round ratios with their
+(``common.settled_rounds``: a pause of 0.25 s before each timed sample, the
+order of the sides rotating), the median of the per-round ratios with their
 range. Each side's whole call: ours the map at the layer's resolution,
 pytorch-grad-cam's ``cam(input_tensor, targets)`` (its resize and scaling,
 a few microseconds, included). Batch sizes: each library's own default
@@ -45,7 +46,7 @@ def main():
     module = net.get_submodule(args.layer)
     cases = [("Grad-CAM++", cf.grad_cam_plus_plus, pgc.GradCAMPlusPlus),
              ("Score-CAM", cf.score_cam, pgc.ScoreCAM), ("Ablation-CAM", cf.ablation_cam, pgc.AblationCAM)]
-    channels = model.forward(x) is not None and model.outputs[args.layer].shape[1]
+    channels = model.outputs[args.layer].shape[1]                      # from the forward pass just made
     print(f"ResNet-18 at {args.size}x{args.size}, layer {args.layer} ({channels} channels), batch 1")
     print(f"{'method':>14} {'minicnn':>9} {'grad-cam':>9}  ratio: median (range over {args.rounds} rounds)")
     for title, ours, theirs_class in cases:

@@ -155,6 +155,10 @@ def test_guided_variant_is_guided_backprop_times_the_upsampled_map():
     model = small_vgg()
     x = np.random.default_rng(3).uniform(0, 1, (2, 3, 16, 16))
     np.testing.assert_allclose(ac.guided(attr.grad_cam, model, x, [0, 1]), attr.guided_grad_cam(model, x, [0, 1]))
+    # one forward pass for a gradient CAM, the CAM's own passes otherwise: the same product either way
+    for method in (ac.layer_cam, ac.score_cam):
+        product = attr.guided_backprop(model, x, [0, 1]) * attr.upsample(method(model, x, [0, 1]), (16, 16))[:, None]
+        np.testing.assert_allclose(ac.guided(method, model, x, [0, 1]), product, rtol=1e-12, atol=1e-15)
 
 
 def test_ablation_cam_leaves_the_model_as_it_was():
