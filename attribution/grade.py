@@ -5,6 +5,7 @@
     python -m attribution.grade gradcam_smoothgrad tutorials/assignments/c_gradcam_smoothgrad.py
     python -m attribution.grade deeplift_lrp       tutorials/assignments/d_deeplift_lrp.py
     python -m attribution.grade residual           tutorials/assignments/e_residual.py
+    python -m attribution.grade cam_weightings     tutorials/assignments/f_cam_weightings.py
 
 Each function of the student file is run on fixed cases and compared with numeric gradients and with
 minicnn's own layers and attribution methods (the reference implementation). The grader prints one line per
@@ -557,6 +558,112 @@ def _cases_residual():
     return cases
 
 
+def _cam_inputs(seed, signed):
+    """Activations A (N, K, h, w) and gradients G at a layer: after a ReLU (A >= 0), or before one
+    (``signed``: negative activations too, where a forgotten ReLU on the map shows). h != w, so that a
+    transposed map fails on shape; the gradients have exact zeros, as behind a ReLU."""
+    r = _rng(seed)
+    A = r.standard_normal((3, 5, 4, 6))
+    A = A if signed else np.maximum(A, 0) * 2
+    G = r.standard_normal(A.shape) * (r.uniform(size=A.shape) > 0.2)
+    return A, G
+
+
+def _layer_cam_variants(A, G):
+    relu = lambda v: np.maximum(v, 0)                                       # noqa: E731
+    return {"no ReLU on the map (LayerCAM ends with relu of the channel sum)": (relu(G) * A).sum(axis=1),
+            "G instead of relu(G): that is HiResCAM, LayerCAM keeps the positive gradients only":
+                relu((G * A).sum(axis=1)),
+            "relu(G * A), the ReLU on the product (Grad-CAM element-wise); LayerCAM clips the gradient":
+                relu(G * A).sum(axis=1),
+            "the positive gradient averaged over (h, w) first, as Grad-CAM does; LayerCAM weighs each position":
+                relu(np.einsum("nk,nkhw->nhw", relu(G).mean(axis=(2, 3)), A)),
+            "a mean over the channels (axis 1); the map is their sum": relu((relu(G) * A).mean(axis=1))}
+
+
+def _grad_cam_pp_reference(A, G, eps=1e-6, weights_from=None, spatial_axes=(2, 3), weight_axes=(2, 3),
+                           reduce=np.sum, final_relu=True):
+    """Grad-CAM++ as the assignment asks for it, and (through the keywords) as its common mistakes do."""
+    S = A.sum(axis=spatial_axes, keepdims=True)
+    a = np.where(G != 0, G ** 2 / (2 * G ** 2 + S * G ** 3 + eps), 0)
+    g = np.maximum(G, 0) if weights_from is None else weights_from
+    w = reduce(g * a, axis=weight_axes, keepdims=True)
+    m = (w * A).sum(axis=1)
+    return np.maximum(m, 0) if final_relu else m
+
+
+def _grad_cam_pp_variants(A, G):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"no ReLU on the map": _grad_cam_pp_reference(A, G, final_relu=False),
+                "G instead of relu(G) in the weights: Grad-CAM++ sums the positive gradients only":
+                    _grad_cam_pp_reference(A, G, weights_from=G),
+                "Grad-CAM's weights, the mean of G over (h, w), without the a_ij":
+                    np.maximum(np.einsum("nk,nkhw->nhw", G.mean(axis=(2, 3)), A), 0),
+                "a mean of relu(G) * a over (h, w); Grad-CAM++ sums it":
+                    _grad_cam_pp_reference(A, G, reduce=np.mean),
+                "sum(A) over the channels (axis 1); it is each channel's sum over (h, w), axes (2, 3)":
+                    _grad_cam_pp_reference(A, G, spatial_axes=1),
+                "sum(A) over the whole image (axes 1, 2, 3); it is each channel's own sum over (h, w)":
+                    _grad_cam_pp_reference(A, G, spatial_axes=(1, 2, 3)),
+                "the weights summed over the channels (axis 1), one per position; they are one per channel, "
+                "summed over (h, w)": _grad_cam_pp_reference(A, G, weight_axes=1),
+                "no 1e-6 in the denominator of a_ij (the docstring's formula has it)":
+                    _grad_cam_pp_reference(A, G, eps=0)}
+
+
+def _cases_cam_weighting(name, reference, variants, hand):
+    """A hand-worked example, activations after and before a ReLU, float32."""
+    label = {"layer_cam": "LayerCAM", "grad_cam_plus_plus": "Grad-CAM++"}[name]
+    A0, G0, expected0 = hand
+
+    def checker(A, G, what):
+        def check(got):
+            expected = reference(A, G) if hand is None or A is not A0 else expected0
+            got = single(got, what)
+            if got.shape == A.shape:
+                raise Failed(f"{what}: returned one map per channel {got.shape}; the map sums them over the "
+                             f"channels (axis 1) -> {expected.shape}")
+            if got.shape == A.shape[:2]:
+                raise Failed(f"{what}: returned {got.shape}, one number per channel (the weights?); the map is "
+                             f"the channels summed with those weights -> {expected.shape}")
+            if not np.isfinite(got).all():
+                raise Failed(f"{what}: the result has NaN or infinity" + (
+                    "; 2 G^2 + S G^3 is 0 where G = -2/S (as in the worked example): that is what the 1e-6 "
+                    "in the denominator is for" if name == "grad_cam_plus_plus" else ""))
+            if got.shape == expected.shape and rel_error(got, expected) > 1e-9:
+                _match_variant(got, {mistake: value for mistake, value in variants(A, G).items()
+                                     if rel_error(value, expected) > 1e-9}, what)   # those that differ here
+            expect_close(got, expected, what)
+        return check
+    cases = [Case("worked example", (A0, G0), checker(A0, G0, f"{label}, the worked example"))]
+    for k, (signed, where) in enumerate(((False, "activations after a ReLU"), (True, "activations before a ReLU "
+                                                                                     "(negative too)"))):
+        A, G = _cam_inputs(50 + k + 2 * (name == "grad_cam_plus_plus"), signed)
+        cases.append(Case(where, (A, G), checker(A, G, f"{label}, {where}")))
+    A, G = _cam_inputs(54 + (name == "grad_cam_plus_plus"), True)
+    A32, G32 = f32(A, G)
+    cases.append(float32_case((A32, G32), reference(*f64(A32, G32)), label, 1e-5))
+    return cases
+
+
+def _cases_layer_cam():
+    A = np.array([[[[1.0, 2.0], [0.0, 3.0]], [[2.0, 0.0], [1.0, -4.0]]]])
+    G = np.array([[[[0.5, -1.0], [2.0, 1.0]], [[-0.5, 1.0], [0.0, 2.0]]]])
+    # relu(G) * A: channel 0 [[0.5, 0], [0, 3]], channel 1 [[0, 0], [0, -8]]; sum [[0.5, 0], [0, -5]]; ReLU
+    return _cases_cam_weighting("layer_cam", lambda A, G: np.maximum((np.maximum(G, 0) * A).sum(axis=1), 0),
+                                _layer_cam_variants, (A, G, np.array([[[0.5, 0.0], [0.0, 0.0]]])))
+
+
+def _cases_grad_cam_plus_plus():
+    A = np.array([[[[1.0, 0.0], [0.0, 1.0]], [[0.0, 2.0], [0.0, 0.0]]]])
+    G = np.array([[[[1.0, 0.0], [-1.0, 0.0]], [[0.0, 1.0], [0.0, 0.0]]]])
+    # channel 0: sum(A) = 2, a = 1 / (2 + 2 + 1e-6) at G = 1, weight = relu(1) * a = 1 / (4 + 1e-6);
+    # at G = -1, 2 G^2 + S G^3 = 2 - 2 = 0: only the 1e-6 keeps a finite (and relu(G) = 0 drops it);
+    # channel 1: sum(A) = 2, the same. map = (A_0 + A_1) / (4 + 1e-6)
+    return _cases_cam_weighting("grad_cam_plus_plus", _grad_cam_pp_reference, _grad_cam_pp_variants,
+                                (A, G, np.array([[[1.0, 2.0], [0.0, 1.0]]]) / (4 + 1e-6)))
+
+
 ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
     "relu_maxpool": {"relu_backward_gradient": _cases_relu("gradient"),
                      "relu_backward_deconvnet": _cases_relu("deconvnet"),
@@ -567,6 +674,7 @@ ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
     "deeplift_lrp": {"relu_backward_rescale": _cases_rescale, "lrp_epsilon": _cases_lrp_epsilon,
                      "lrp_zplus": _cases_lrp_zplus},
     "residual": {"residual_backward": _cases_residual},
+    "cam_weightings": {"layer_cam": _cases_layer_cam, "grad_cam_plus_plus": _cases_grad_cam_plus_plus},
 }
 
 
@@ -574,14 +682,15 @@ ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
 # given away by the tutorial; the backward passes and the methods built from them carry the weight.
 POINTS = {"relu_backward_gradient": 1, "relu_backward_deconvnet": 1, "relu_backward_guided": 1,
           "maxpool_backward": 4, "conv_backward": 6, "grad_cam": 5, "smoothgrad": 5,
-          "relu_backward_rescale": 3, "lrp_epsilon": 4, "lrp_zplus": 3, "residual_backward": 3}
+          "relu_backward_rescale": 3, "lrp_epsilon": 4, "lrp_zplus": 3, "residual_backward": 3,
+          "layer_cam": 2, "grad_cam_plus_plus": 4}
 
 # What a submission may not call for the function it must write: the library's own answer.
 ALWAYS_FORBIDDEN = ("attribution", "minicnn.naive", "solutions", "tests.solutions")
 FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d"},
                    "conv_backward": {"Conv2d", "conv_ops", "col2im", "conv2d_input_grad", "conv2d_weight_grad"},
                    "gradcam_smoothgrad": set(), "deeplift_lrp": {"ReLU", "secant", "RESCALE_EPS"},
-                   "residual": {"Residual", "chain_back", "backprop"}}
+                   "residual": {"Residual", "chain_back", "backprop"}, "cam_weightings": set()}
 
 
 DYNAMIC = {"eval", "exec", "compile", "__import__", "importlib", "globals", "vars", "__builtins__", "modules"}

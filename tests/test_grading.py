@@ -16,7 +16,7 @@ STUBS = ROOT / "tutorials" / "assignments"
 SOLUTIONS = Path(__file__).parent / "solutions"
 FILES = {"relu_maxpool": "a_relu_maxpool.py", "conv_backward": "b_conv_backward.py",
          "gradcam_smoothgrad": "c_gradcam_smoothgrad.py", "deeplift_lrp": "d_deeplift_lrp.py",
-         "residual": "e_residual.py"}
+         "residual": "e_residual.py", "cam_weightings": "f_cam_weightings.py"}
 
 
 def _grade(assignment, path):
@@ -127,6 +127,27 @@ PLANTED = [
      "residual_backward", "averaging the two branches"),
     ("residual", "g = dout * (s > 0)", "g = dout", "residual_backward", "no ReLU after the sum"),
     ("residual", "g = dout * (s > 0)", "g = dout * (s >= 0)", "residual_backward", "the strict >"),
+    ("cam_weightings", "np.maximum((np.maximum(G, 0) * A).sum(axis=1), 0)", "(np.maximum(G, 0) * A).sum(axis=1)",
+     "layer_cam", "no ReLU on the map"),
+    ("cam_weightings", "np.maximum((np.maximum(G, 0) * A).sum(axis=1), 0)", "np.maximum((G * A).sum(axis=1), 0)",
+     "layer_cam", "that is HiResCAM"),
+    ("cam_weightings", "np.maximum((np.maximum(G, 0) * A).sum(axis=1), 0)", "np.maximum(np.maximum(G * A, 0).sum(axis=1), 0)",
+     "layer_cam", "the ReLU on the product"),
+    ("cam_weightings", "np.maximum((np.maximum(G, 0) * A).sum(axis=1), 0)", "np.maximum(G, 0) * A",
+     "layer_cam", "sums them over the channels"),
+    ("cam_weightings", "return np.maximum((w * A).sum(axis=1), 0)", "return (w * A).sum(axis=1)",
+     "grad_cam_plus_plus", "no ReLU on the map"),
+    ("cam_weightings", "S = A.sum(axis=(2, 3), keepdims=True)", "S = A.sum(axis=1, keepdims=True)",
+     "grad_cam_plus_plus", "sum(A) over the channels"),
+    ("cam_weightings", "w = (np.maximum(G, 0) * a).sum(axis=(2, 3), keepdims=True)",
+     "w = (np.maximum(G, 0) * a).sum(axis=1, keepdims=True)", "grad_cam_plus_plus", "summed over the channels"),
+    ("cam_weightings", "w = (np.maximum(G, 0) * a).sum(axis=(2, 3), keepdims=True)",
+     "w = (G * a).sum(axis=(2, 3), keepdims=True)", "grad_cam_plus_plus", "G instead of relu(G)"),
+    ("cam_weightings", "w = (np.maximum(G, 0) * a).sum(axis=(2, 3), keepdims=True)",
+     "w = (np.maximum(G, 0) * a).mean(axis=(2, 3), keepdims=True)", "grad_cam_plus_plus", "Grad-CAM++ sums it"),
+    ("cam_weightings", "S * G ** 3 + 1e-6)", "S * G ** 3)", "grad_cam_plus_plus", "that is what the 1e-6"),
+    ("cam_weightings", "return np.maximum((w * A).sum(axis=1), 0)", "return w[:, :, 0, 0]",
+     "grad_cam_plus_plus", "one number per channel"),
 ]
 
 
@@ -219,3 +240,19 @@ def test_batch_grading_writes_one_row_per_student(tmp_path):
     result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool", str(folder)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "give --csv" in result.stderr
+
+
+def test_cam_weightings_grade_against_the_library():
+    """The grader's LayerCAM and Grad-CAM++ are the library's (which equal pytorch-grad-cam's), ReLU'd."""
+    from attribution.cam_family import grad_cam_plus_plus_map, layer_cam_map
+    from attribution.grade import _cam_inputs, _grad_cam_pp_reference
+    sys.path.insert(0, str(SOLUTIONS))
+    try:
+        import f_cam_weightings as solution
+    finally:
+        sys.path.remove(str(SOLUTIONS))
+    for signed in (False, True):
+        A, G = _cam_inputs(3, signed)
+        np.testing.assert_allclose(_grad_cam_pp_reference(A, G), np.maximum(grad_cam_plus_plus_map(A, G), 0),
+                                   rtol=1e-12, atol=0)
+        np.testing.assert_allclose(solution.layer_cam(A, G), np.maximum(layer_cam_map(A, G), 0), rtol=1e-12, atol=0)

@@ -122,11 +122,55 @@ def _claims_10(out):
     assert delta < 1e-3, "DeepLIFT sums to delta through every block (float32)"
 
 
-CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 11)}
+def _claims_11(out):
+    table = {}
+    for block in re.split(r"\n(?=VGG features.14: maps|ResNet layer2: maps)", out)[1:3]:
+        label = block.split(":")[0]
+        table[label] = {name: (float(on), float(c)) for name, on, c in re.findall(
+            r"  (\w+)\s+(\d+)% of the heat on the object, correlation with Grad-CAM\s+([\d.-]+)", block)}
+    vgg, resnet = table["VGG features.14"], table["ResNet layer2"]
+    assert len(vgg) == len(resnet) == 10
+    gradient = ["grad_cam_plus_plus", "xgrad_cam", "hires_cam", "grad_cam_elementwise", "layer_cam"]
+    assert min(vgg[m][1] for m in gradient) >= 0.95, "on the VGG-style net the gradient CAMs nearly agree"
+    assert max(resnet[m][1] for m in gradient) < 0.9, "on the ResNet's layer2 they do not"
+    (area,), = _numbers(out, r"the objects cover (\d+)% of the images")
+    assert all(on > 2 * area for on, _ in vgg.values()), "every CAM beats the chance level on the VGG-style net"
+    assert "layer4: G constant over the positions: True" in out
+    for name in ("hires_cam", "xgrad_cam"):
+        (diff,), = _numbers(out, rf"layer4: {name} vs grad_cam, max relative difference (\S+)")
+        assert diff < 1e-6, "a flat gradient makes the averaging irrelevant"
+    (vgg_neg, _), (res_neg, _) = _numbers(out, r"(\d+)% of the gradient entries are negative, (\d+)%")
+    assert 35 <= vgg_neg <= 65 and 35 <= res_neg <= 65, "about half of the gradient is negative"
+    assert "Grad-CAM++ gives all of them 0: True" in out
+    (median,), = _numbers(out, r"sum\(A\) g over the positive channels, median ([\d.]+)")
+    assert median < 0.5, "sum(A) g is small, so the weight is about h w g / 2"
+    (ranks,), = _numbers(out, r"rank correlation of the two weights over the positive channels ([\d.]+)")
+    (without, with_), = _numbers(out, r"without its negative channels: correlation ([\d.]+), vs Grad-CAM: ([\d.]+)")
+    assert ranks > 0.95 and without > 0.99 > with_, "Grad-CAM++ at layer4 is Grad-CAM without the negative channels"
+    (black, low, high), = _numbers(out, r"circle at logit (\d+); the real images' top logits: (\d+) to (\d+)")
+    assert black > high, "the black image scores beyond every real image"
+    scores = dict((s, float(v)) for s, v in re.findall(r"Score-CAM scored by (\w+)\s*:\s+(\d+)%", out))
+    assert scores["logit"] < 2 * area < scores["probability"], "logits light up the background, probability not"
+    assert "Eigen-CAM for the true class and for another class: identical: True" in out
+    (corr,), = _numbers(out, r"Grad-CAM for the true class and for another class: correlation ([\d.-]+)")
+    assert corr < 0.6, "Grad-CAM changes with the class"
+    (plus, plus_c), (minus, minus_c) = _numbers(out, r"image 0, sign [+-]1: (\d+)% of the heat on the object "
+                                                      r"\(the sum it follows: ([+-][\d.]+)\)")
+    assert plus_c > 0 > minus_c and plus < area < minus, "the convention's sign points away from the object here"
+    passes = dict((m, int(k)) for m, k in re.findall(r"(\w+)\s+(\d+) images through forward for 8 images", out))
+    (channels,), = _numbers(out, r"channels at features.14: (\d+)")
+    assert passes["grad_cam"] == passes["layer_cam"] == 8
+    assert passes["score_cam"] == passes["ablation_cam"] == 8 + 8 * channels, "one forward per channel and image"
+    (mine, _), = _numbers(out, r"positive Grad-CAM on ResNet layer2: (\d+)% of the heat on the object, correlation "
+                               r"with Grad-CAM ([\d.]+)")
+    assert mine < resnet["grad_cam"][0], "leaving the negative channels out moves heat off the object"
 
 
-def test_there_are_ten_tutorials_with_cells():
-    assert len(TUTORIALS) == 10
+CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 12)}
+
+
+def test_there_are_eleven_tutorials_with_cells():
+    assert len(TUTORIALS) == 11
     for path in TUTORIALS:
         assert path.read_text().count("# %%") >= 4, path.name
 
