@@ -256,3 +256,25 @@ def test_epsilon_equals_captum_lrp(images):
     theirs = LRP(Net().eval()).attribute(torch.tensor(images), target=TARGETS)      # EpsilonRule(1e-9) everywhere
     ours = lrp(model, images, TARGETS, composite="epsilon", epsilon=1e-9)
     assert mc.rel_error(ours, theirs.detach().numpy()) <= 1e-8
+
+
+@needs_zennit
+@pytest.mark.parametrize("seed", [0, 3])
+def test_deep_taylor_equals_zennit_with_z_plus_and_a_z_box_first(seed):
+    """Zennit has no Deep Taylor composite by name; built from its rules (z+ at every conv and linear layer,
+    z-box at the first, its base map elsewhere) it is ours to rounding."""
+    from torch_reference import to_torch
+    from zennit.attribution import Gradient
+    from zennit.composites import SpecialFirstLayerMapComposite, layer_map_base
+    from zennit.rules import ZBox, ZPlus
+    model = small_vgg(seed=seed)
+    images = np.random.default_rng(seed).uniform(0, 1, (2, 3, 16, 16))
+    logits = model.forward(images)
+    composite = SpecialFirstLayerMapComposite(
+        layer_map=layer_map_base() + [(torch.nn.Conv2d, ZPlus()), (torch.nn.Linear, ZPlus())],
+        first_map=[(torch.nn.Conv2d, ZBox(low=0.0, high=1.0))])
+    start = torch.zeros(logits.shape, dtype=torch.float64)
+    start[[0, 1], TARGETS] = torch.tensor(logits[[0, 1], TARGETS])
+    with Gradient(model=to_torch(model), composite=composite) as attributor:
+        _, relevance = attributor(torch.tensor(images, requires_grad=True), start)
+    assert mc.rel_error(lrp(model, images, TARGETS, composite="deep_taylor"), relevance.numpy()) <= 1e-12

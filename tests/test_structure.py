@@ -171,3 +171,17 @@ def test_library_code_raises_errors_not_asserts():
 def test_package_data_folder_is_not_named_like_a_module():
     assert (ROOT / "minicnn" / "data.py").exists() and not (ROOT / "minicnn" / "data").exists()
     assert (ROOT / "minicnn" / "assets" / "shapes_net.npz").exists()
+
+
+def test_the_readme_has_one_line_per_registry_method():
+    """README's 'Every method in one table': each registry method once, with a paper and a reference."""
+    import re
+
+    import attribution
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Every method in one table")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \|(.+)$", section, re.M)
+    assert [name for name, _ in rows] == list(attribution.METHODS)
+    for name, rest in rows:
+        cells = [c.strip() for c in rest.rstrip("|").split("|")]
+        assert len(cells) == 4 and all(cells), (name, cells)
