@@ -274,23 +274,50 @@ class Ablated(Layer):
 
 def ablation_value(a):
     """What Ablation-CAM writes over a channel of ``a`` (one image's activations): 0 where the activations'
-    minimum is 0 (after a ReLU), else their minimum minus 1e7 (pytorch-grad-cam's AblationLayer)."""
+    minimum is 0 (after a ReLU; the paper's ablation), else their minimum minus 1e7 (pytorch-grad-cam's
+    AblationLayer, for layers whose output can be negative). pytorch-grad-cam takes that minimum again after
+    each channel it ablates within a batch, so there the k-th channel of a batch gets k * 1e7 less, and its
+    map depends on its batch size; here every channel gets the same value, as pytorch-grad-cam with
+    ``batch_size = 1``. After a ReLU the two agree at any batch size."""
     low = a.min()
     return 0.0 if low == 0 else low - 1e7
+
+
+def rest_of(model, name):
+    """The network after layer ``name``: a function from that layer's output to the logits, or None where the
+    layer sits inside a block whose output needs more than that output (a residual block's body, whose sum
+    also needs the shortcut) or inside a block other than a plain ``Sequential``. It runs the later children
+    of each enclosing Sequential, innermost first, as ``forward`` would."""
+    steps, block = [], model
+    for part in name.split("."):
+        if type(block) is not mc.Sequential:
+            return None
+        names = list(block.children)
+        steps.append((block, names[names.index(part) + 1:]))
+        block = block.children[part]
+
+    def rest(a):
+        for enclosing, later in reversed(steps):
+            a = enclosing.chain(later, a)
+        return a
+    return rest
 
 
 def ablation_cam(model, x, target=None, layer=None, batch_size=None, progress=False):
     """Ablation-CAM (Desai & Ramaswamy 2020), (N, h, w): channel k's weight is how much the target logit
     drops, relatively, when channel k of A is ablated (``ablation_value``): (y - y_k) / y, in float32 as
-    pytorch-grad-cam. One forward pass per channel: the layer's output is replaced by the ablated copies."""
+    pytorch-grad-cam. One pass per channel through the network after the layer (``rest_of``): the layers
+    before it would compute A again for every copy. Where the layer sits inside a residual block, the whole
+    network runs with the layer's output replaced by the ablated copies (as pytorch-grad-cam does always)."""
     check_batch_size(batch_size)
     A, _, targets, name, logits = activations_and_gradients(model, x, target, layer, False, "Ablation-CAM")
     A = A.copy()
     N, K = A.shape[:2]
     original = logits[np.arange(N), targets].astype(np.float32)
     batch_size = batch_for(model, N, batch_size)
+    rest = rest_of(model, name)
     stand_in = Ablated(None)
-    original_layer = model.replace(name, stand_in)
+    original_layer = model.replace(name, stand_in) if rest is None else None
     ablated_scores = np.empty((N, K))
     bar = Progress("Ablation-CAM ablated copies", N * K, progress)
     try:
@@ -300,11 +327,13 @@ def ablation_cam(model, x, target=None, layer=None, batch_size=None, progress=Fa
                 channels = np.arange(k, min(k + batch_size, K))
                 stand_in.out = np.repeat(A[n][None], len(channels), axis=0)
                 stand_in.out[np.arange(len(channels)), channels] = value
-                copies = np.repeat(x[n][None], len(channels), axis=0)
-                ablated_scores[n, channels] = check_logits(model.forward(copies), "the ablated copies")[:, targets[n]]
+                out = (rest(stand_in.out) if rest is not None
+                       else model.forward(np.repeat(x[n][None], len(channels), axis=0)))
+                ablated_scores[n, channels] = check_logits(out, "the ablated copies")[:, targets[n]]
                 bar.update(n * K + k + len(channels))
     finally:
-        model.replace(name, original_layer)
+        if original_layer is not None:
+            model.replace(name, original_layer)
     bar.close()
     weights = (original[:, None] - ablated_scores.astype(np.float32)) / original[:, None]
     return check_result(np.maximum(np.einsum("nk,nkhw->nhw", weights, A), 0), "Ablation-CAM",

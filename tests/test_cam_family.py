@@ -29,7 +29,7 @@ def _resnet(seed, in_size):
 NETS = {"vgg": _vgg, "resnet": _resnet}
 
 
-def _reference(class_name, net, layer, x, targets, target_kind="ClassifierOutputTarget"):
+def _reference(class_name, net, layer, x, targets, target_kind="ClassifierOutputTarget", batch_size=4):
     """pytorch-grad-cam's unscaled map: its own activations, gradients and get_cam_image, then the ReLU."""
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils import model_targets
@@ -45,7 +45,7 @@ def _reference(class_name, net, layer, x, targets, target_kind="ClassifierOutput
         grads = method.activations_and_grads.gradients[0].numpy()
     A = method.activations_and_grads.activations[0].numpy()
     if hasattr(method, "batch_size"):
-        method.batch_size = 4                               # Ablation-CAM: several channels per pass
+        method.batch_size = batch_size                      # Ablation-CAM: channels per pass
     cam = method.get_cam_image(x_t, module, wanted, A, grads, False)
     method.activations_and_grads.release()
     return np.maximum(cam, 0)
@@ -228,3 +228,30 @@ def test_fullgrad_equals_pytorch_grad_cam(kind, seed, in_size):
     ours = ours / (ours.max(axis=(1, 2), keepdims=True) + 1e-7)
     assert ours.shape == theirs.shape == x.shape[:1] + x.shape[2:]
     np.testing.assert_allclose(ours, theirs, atol=2e-6)
+
+
+@needs_grad_cam
+@pytest.mark.parametrize("kind,layer,inside", [("vgg", "features.6", False), ("resnet", "layer3", False),
+                                               ("resnet", "layer3.0.conv2", True), ("resnet", "layer2.0", False)])
+def test_ablation_cam_runs_only_the_rest_of_the_network_where_it_can(kind, layer, inside):
+    """After a layer that is not inside a residual block, Ablation-CAM sends the ablated copies through the
+    layers after it only; inside a block (the sum needs the shortcut too) it runs the whole network. Both equal
+    pytorch-grad-cam, which always runs the whole network."""
+    model, net, x, _, targets = _case(kind, seed=9, in_size=24)
+    assert (ac.rest_of(model, layer) is None) == inside
+    ours = attr.ablation_cam(model, x, targets, layer, batch_size=3)
+    # (not bn2: torchvision's block adds the shortcut to bn2's output in place, which changes what the
+    # reference recorded as the activations.) conv2 can be negative: there the reference lowers its ablation value by 1e7 for each channel of a batch
+    # (ablation_value's docstring), so it is compared one channel per pass
+    theirs = _reference("AblationCAM", net, layer, x, targets, batch_size=1 if inside else 4)
+    np.testing.assert_allclose(ours, theirs, rtol=2e-6, atol=2e-6 * np.abs(theirs).max())
+
+
+def test_rest_of_the_network_continues_the_forward_pass():
+    from minicnn import models
+    model = models.resnet("basic", [1, 1, 1, 1], 4, width=0.125, dtype=np.float64, seed=1)
+    x = np.random.default_rng(2).uniform(0, 1, (2, 3, 32, 32))
+    logits = model.forward(x).copy()
+    for name in ("conv1", "maxpool", "layer1", "layer3.0", "layer4", "avgpool"):
+        np.testing.assert_array_equal(ac.rest_of(model, name)(model.outputs[name]), logits)
+    assert ac.rest_of(model, "layer1.0.conv1") is None

@@ -157,10 +157,12 @@ def _claims_11(out):
     (plus, plus_c), (minus, minus_c) = _numbers(out, r"image 0, sign [+-]1: (\d+)% of the heat on the object "
                                                       r"\(the sum it follows: ([+-][\d.]+)\)")
     assert plus_c > 0 > minus_c and plus < area < minus, "the convention's sign points away from the object here"
-    passes = dict((m, int(k)) for m, k in re.findall(r"(\w+)\s+(\d+) images through forward for 8 images", out))
+    passes = {m: (int(a), int(b)) for m, a, b in
+              re.findall(r"(\w+)\s+images through the first layer\s+(\d+), through the last\s+(\d+), for 8", out)}
     (channels,), = _numbers(out, r"channels at features.14: (\d+)")
-    assert passes["grad_cam"] == passes["layer_cam"] == 8
-    assert passes["score_cam"] == passes["ablation_cam"] == 8 + 8 * channels, "one forward per channel and image"
+    assert passes["grad_cam"] == passes["layer_cam"] == (8, 8)
+    assert passes["score_cam"] == (8 + 8 * channels,) * 2, "one forward per channel and image"
+    assert passes["ablation_cam"] == (8, 8 + 8 * channels), "the ablated copies run the rest of the network only"
     (mine, _), = _numbers(out, r"positive Grad-CAM on ResNet layer2: (\d+)% of the heat on the object, correlation "
                                r"with Grad-CAM ([\d.]+)")
     assert mine < resnet["grad_cam"][0], "leaving the negative channels out moves heat off the object"

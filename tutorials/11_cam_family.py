@@ -283,32 +283,44 @@ for sign in (1, -1):
 #
 # A gradient CAM costs one forward pass and a backward pass that stops at the
 # layer. Score-CAM and Ablation-CAM run the network once per channel and
-# image. Counting the images that go through `forward`:
+# image. Counting the images that pass the network's first layer and its
+# last:
 
 # %%
-def count_forwards(model, method):
-    seen = []
-    forward = model.forward
-    model.forward = lambda x, **kw: (seen.append(len(x)), forward(x, **kw))[1]
+def count_images(model, method):
+    """(images through the first layer, images through the last layer, seconds) while ``method`` runs."""
+    names = [name for name, layer in model.named_layers()]
+    seen = {names[0]: 0, names[-1]: 0}
+    layers = {name: model[name] for name in seen}
+    for name, layer in layers.items():
+        def counted(x, forward=layer.forward, name=name):
+            seen[name] += len(x)
+            return forward(x)
+        layer.forward = counted                             # an instance attribute: this model only
     try:
         start = time.perf_counter()
         method()
         elapsed = time.perf_counter() - start
     finally:
-        del model.forward
-    return sum(seen), elapsed
+        for layer in layers.values():
+            del layer.forward
+    return seen[names[0]], seen[names[-1]], elapsed
 
 
 for name in ("grad_cam", "layer_cam", "score_cam", "ablation_cam"):
-    images_through, seconds = count_forwards(vgg, lambda: run(vgg, "features.14", name))
-    print(f"{name:13s} {images_through:4d} images through forward for {len(images)} images "
-          f"({seconds * 1e3:.0f} ms here)")
+    first, last, seconds = count_images(vgg, lambda: run(vgg, "features.14", name))
+    print(f"{name:13s} images through the first layer {first:4d}, through the last {last:4d}, for "
+          f"{len(images)} images ({seconds * 1e3:.0f} ms here)")
 print("channels at features.14:", cf.activations_and_gradients(vgg, images[:1], None, "features.14", False)[0].shape[1])
 
 # %% [markdown]
-# Score-CAM and Ablation-CAM: 8 images x 64 channels of masked or ablated
-# copies, plus the first pass. On a ResNet-50's last stage (2048 channels)
-# that is 2048 forward passes per image.
+# Score-CAM: 8 images x 64 channels of masked copies through the whole
+# network, plus the first pass. Ablation-CAM ablates a channel *at* the
+# layer, so the layers before it would compute the same activations for
+# every copy: here it runs them once and sends the 512 ablated copies through
+# the rest of the network only (`cf.rest_of`; pytorch-grad-cam runs the whole
+# network each time). On a ResNet-50's last stage (2048 channels) either is
+# 2048 passes per image.
 #
 # ## A weighting of your own
 #
