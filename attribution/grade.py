@@ -6,6 +6,7 @@
     python -m attribution.grade deeplift_lrp       tutorials/assignments/d_deeplift_lrp.py
     python -m attribution.grade residual           tutorials/assignments/e_residual.py
     python -m attribution.grade cam_weightings     tutorials/assignments/f_cam_weightings.py
+    python -m attribution.grade pixel_flipping     tutorials/assignments/g_pixel_flipping.py
 
 Each function of the student file is run on fixed cases and compared with numeric gradients and with
 minicnn's own layers and attribution methods (the reference implementation). The grader prints one line per
@@ -664,6 +665,77 @@ def _cases_grad_cam_plus_plus():
                                 (A, G, np.array([[[1.0, 2.0], [0.0, 1.0]]]) / (4 + 1e-6)))
 
 
+def _flip_curve(model, x, y, a, k, order="morf", score="probability", fill="min", cumulative=True,
+                with_start=False, by="map"):
+    """Pixel flipping as assignment G asks (``order``, ``score``, ... select the common mistakes instead)."""
+    from minicnn.losses import softmax
+    N = len(x)
+    A = np.broadcast_to(a, x.shape).reshape(N, -1)
+    A = np.abs(A) if by == "abs" else A
+    ranking = {"morf": lambda: np.argsort(-A, axis=1), "lerf": lambda: np.argsort(A, axis=1),
+               "reversed": lambda: np.argsort(A, axis=1)[:, ::-1],
+               "batch": lambda: np.argsort(-A.ravel()).reshape(N, -1) % A.shape[1]}[order]()
+    original = x.reshape(N, -1)
+    current = original.copy()
+    black = {"min": original.min(axis=1, keepdims=True), "zero": np.zeros((N, 1))}[fill]
+
+    def scored(images):
+        logits = model.forward(images.reshape(x.shape).astype(x.dtype))
+        values = softmax(logits) if score == "probability" else logits
+        return values[np.arange(N), y]
+    curve = [scored(original)] if with_start else []
+    for t in range(0, A.shape[1], k):
+        if not cumulative:
+            current = original.copy()
+        idx = ranking[:, t:t + k]
+        np.put_along_axis(current, idx, np.broadcast_to(black, idx.shape), axis=1)
+        curve.append(scored(current))
+    return np.stack(curve, axis=1)
+
+
+def _cases_pixel_flipping():
+    model = _small_model(2)
+    r = _rng(60)
+    x = r.uniform(0, 1, (3, 3, 8, 8))
+    x[2] = x[2] * 0.5 + 0.3                                       # an image whose minimum is not 0
+    y = np.array([1, 4, 2])
+    a = r.standard_normal((3, 1, 8, 8))                           # one channel: its pixels tie over RGB
+    a_rgb = r.standard_normal((3, 3, 8, 8))
+
+    def variants(a, k):
+        return {"the least relevant pixels flipped first (argsort(a) ascending); pixel flipping removes the most "
+                "relevant first": _flip_curve(model, x, y, a, k, order="lerf"),
+                "logits; the curve follows the target's softmax probability": _flip_curve(model, x, y, a, k,
+                                                                                          score="logit"),
+                "each step flips its pixels on the original image; the flips accumulate":
+                    _flip_curve(model, x, y, a, k, cumulative=False),
+                "flipping to 0; 'black' is each image's own minimum": _flip_curve(model, x, y, a, k, fill="zero"),
+                "a first point for the untouched image; the curve starts after the first step":
+                    _flip_curve(model, x, y, a, k, with_start=True),
+                "one ranking over the whole batch; each image ranks its own features":
+                    _flip_curve(model, x, y, a, k, order="batch"),
+                "pixels ranked by |a|; pixel flipping ranks the signed map": _flip_curve(model, x, y, a, k, by="abs"),
+                "np.argsort(a)[:, ::-1] (ties in reverse order); use np.argsort(-a) as the docstring says":
+                    _flip_curve(model, x, y, a, k, order="reversed")}
+
+    def checker(a, k, what):
+        def check(got):
+            expected = _flip_curve(model, x, y, a, k)
+            got = single(got, what)
+            if got.shape == expected.shape and rel_error(got, expected) > 1e-9:
+                _match_variant(got, {m: v for m, v in variants(a, k).items()
+                                     if v.shape != expected.shape or rel_error(v, expected) > 1e-9}, what)
+            expect_close(got, expected, what)
+        return check
+    x32, a32 = f32(x, a)
+    return [Case("a one-channel map, 16 features a step", (model, x, y, a, 16), checker(a, 16, "pixel flipping, "
+                                                                                          "one-channel map")),
+            Case("a three-channel map, 24 features a step", (model, x, y, a_rgb, 24),
+                 checker(a_rgb, 24, "pixel flipping, three-channel map")),
+            float32_case((_small_model(2).to(np.float32), x32, y, a32, 16),
+                         _flip_curve(model, *f64(x32), y, *f64(a32), 16), "pixel flipping", 1e-5)]
+
+
 ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
     "relu_maxpool": {"relu_backward_gradient": _cases_relu("gradient"),
                      "relu_backward_deconvnet": _cases_relu("deconvnet"),
@@ -675,6 +747,7 @@ ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
                      "lrp_zplus": _cases_lrp_zplus},
     "residual": {"residual_backward": _cases_residual},
     "cam_weightings": {"layer_cam": _cases_layer_cam, "grad_cam_plus_plus": _cases_grad_cam_plus_plus},
+    "pixel_flipping": {"pixel_flipping": _cases_pixel_flipping},
 }
 
 
@@ -683,14 +756,14 @@ ASSIGNMENTS = {     # {assignment: {function: what builds its cases}}
 POINTS = {"relu_backward_gradient": 1, "relu_backward_deconvnet": 1, "relu_backward_guided": 1,
           "maxpool_backward": 4, "conv_backward": 6, "grad_cam": 5, "smoothgrad": 5,
           "relu_backward_rescale": 3, "lrp_epsilon": 4, "lrp_zplus": 3, "residual_backward": 3,
-          "layer_cam": 2, "grad_cam_plus_plus": 4}
+          "layer_cam": 2, "grad_cam_plus_plus": 4, "pixel_flipping": 4}
 
 # What a submission may not call for the function it must write: the library's own answer.
 ALWAYS_FORBIDDEN = ("attribution", "minicnn.naive", "solutions", "tests.solutions")
 FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d"},
                    "conv_backward": {"Conv2d", "conv_ops", "col2im", "conv2d_input_grad", "conv2d_weight_grad"},
                    "gradcam_smoothgrad": set(), "deeplift_lrp": {"ReLU", "secant", "RESCALE_EPS"},
-                   "residual": {"Residual", "chain_back", "backprop"}, "cam_weightings": set()}
+                   "residual": {"Residual", "chain_back", "backprop"}, "cam_weightings": set(), "pixel_flipping": set()}
 
 
 DYNAMIC = {"eval", "exec", "compile", "__import__", "importlib", "globals", "vars", "__builtins__", "modules"}

@@ -16,7 +16,8 @@ STUBS = ROOT / "tutorials" / "assignments"
 SOLUTIONS = Path(__file__).parent / "solutions"
 FILES = {"relu_maxpool": "a_relu_maxpool.py", "conv_backward": "b_conv_backward.py",
          "gradcam_smoothgrad": "c_gradcam_smoothgrad.py", "deeplift_lrp": "d_deeplift_lrp.py",
-         "residual": "e_residual.py", "cam_weightings": "f_cam_weightings.py"}
+         "residual": "e_residual.py", "cam_weightings": "f_cam_weightings.py",
+         "pixel_flipping": "g_pixel_flipping.py"}
 
 
 def _grade(assignment, path):
@@ -148,6 +149,19 @@ PLANTED = [
     ("cam_weightings", "S * G ** 3 + 1e-6)", "S * G ** 3)", "grad_cam_plus_plus", "that is what the 1e-6"),
     ("cam_weightings", "return np.maximum((w * A).sum(axis=1), 0)", "return w[:, :, 0, 0]",
      "grad_cam_plus_plus", "one number per channel"),
+    ("pixel_flipping", "np.argsort(-np.broadcast_to(a, x.shape).reshape(N, -1), axis=1)",
+     "np.argsort(np.broadcast_to(a, x.shape).reshape(N, -1), axis=1)", "pixel_flipping", "least relevant pixels"),
+    ("pixel_flipping", "np.argsort(-np.broadcast_to(a, x.shape).reshape(N, -1), axis=1)",
+     "np.argsort(np.broadcast_to(a, x.shape).reshape(N, -1), axis=1)[:, ::-1]", "pixel_flipping", "ties in reverse"),
+    ("pixel_flipping", "(e / e.sum(axis=1, keepdims=True))[np.arange(N), y]", "logits[np.arange(N), y]",
+     "pixel_flipping", "softmax probability"),
+    ("pixel_flipping", "black = current.min(axis=1, keepdims=True)", "black = np.zeros((N, 1))", "pixel_flipping",
+     "own minimum"),
+    ("pixel_flipping", "        idx = order[:, t:t + features_in_step]\n",
+     "        current = x.reshape(N, -1).copy()\n        idx = order[:, t:t + features_in_step]\n", "pixel_flipping",
+     "the flips accumulate"),
+    ("pixel_flipping", "np.argsort(-np.broadcast_to(a, x.shape).reshape(N, -1), axis=1)",
+     "np.argsort(-np.abs(np.broadcast_to(a, x.shape).reshape(N, -1)), axis=1)", "pixel_flipping", "ranked by |a|"),
 ]
 
 
@@ -256,3 +270,14 @@ def test_cam_weightings_grade_against_the_library():
         np.testing.assert_allclose(_grad_cam_pp_reference(A, G), np.maximum(grad_cam_plus_plus_map(A, G), 0),
                                    rtol=1e-12, atol=0)
         np.testing.assert_allclose(solution.layer_cam(A, G), np.maximum(layer_cam_map(A, G), 0), rtol=1e-12, atol=0)
+
+
+def test_the_pixel_flipping_grader_is_the_metric():
+    """Assignment G's expected curve is attribution.metrics.pixel_flipping (itself equal to Quantus)."""
+    from attribution.grade import _flip_curve, _small_model
+    from attribution.metrics import pixel_flipping
+    model = _small_model(2)
+    rng = np.random.default_rng(1)
+    x, a = rng.uniform(0, 1, (2, 3, 8, 8)), rng.standard_normal((2, 1, 8, 8))
+    np.testing.assert_allclose(_flip_curve(model, x, np.array([0, 3]), a, 16),
+                               pixel_flipping(model, x, np.array([0, 3]), a, features_in_step=16), rtol=1e-12)
