@@ -378,10 +378,10 @@ def randomization_figure(results):
     """The randomization cascade: Spearman and SSIM with the trained model's map, per method. Returns the Figure."""
     import matplotlib.pyplot as plt
     steps, curves = results["randomization"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     colours = plt.get_cmap("tab20").colors                # more methods than the default 10-colour cycle
     for i, (name, c) in enumerate(curves.items()):
-        style = dict(marker="o", label=name, color=colours[(2 * i) % 20 + (2 * i) // 20],
+        style = dict(marker="osD^v"[i // 10 % 5], markersize=4, label=name, color=colours[(2 * i) % 20 + (2 * i) // 20 % 2],
                      linestyle="-" if i % 2 == 0 else "--")
         axes[0].plot(range(1, len(steps) + 1), c["spearman"], **style)
         axes[1].plot(range(1, len(steps) + 1), c["ssim"], **style)
@@ -391,8 +391,9 @@ def randomization_figure(results):
         ax.set_xlabel("randomized down to layer (cascading from the logits)")
         ax.set_title(title, fontsize=10)
         ax.axhline(0, color="gray", lw=0.5)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.83, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.83, 0.5), fontsize=8, frameon=False)
     return fig
 
 
