@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 
+os.environ.setdefault("TQDM_DISABLE", "1")                    # pytorch-grad-cam's progress bars
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from common import ratio_summary, settled_rounds, threads_note, use_native_kernels  # noqa: E402
