@@ -5,7 +5,7 @@
     attribution explain IMAGE... [--model shapes|vgg16|resnet50|...|PATH] [--methods ...] [--target CLASS]
                                  [--out FILE] [--save-maps FILE.npz]
         explain your own images
-    attribution evaluate [--n N] [--out DIR]
+    attribution evaluate [--model shapes|shapes_resnet] [--n N] [--out DIR] [--json FILE]
         localization, class sensitivity and the sanity checks on the shapes model
 """
 import argparse
@@ -281,8 +281,10 @@ def build_parser():
                                    " known masks, class sensitivity on two-object images, the model parameter "
                                    "randomization test and the input invariance test. Seeded: the same command"
                                    " prints the same table.")
-    p.add_argument("--model", default="shapes", choices=["shapes"], help="the model (default: %(default)s)")
-    p.add_argument("--n", type=int, default=60, help="images per measurement (default: %(default)s)")
+    p.add_argument("--model", default="shapes", choices=["shapes", "shapes_resnet"],
+                   help="the model: a shipped shapes model, whose object masks are known (default: %(default)s)")
+    p.add_argument("--n", type=int, default=12, help="images per measurement (default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write every result as JSON (for notebooks)")
     p.add_argument("--out", default="evaluation", help="folder for the table and plots (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="data and noise seed (default: %(default)s)")
     return parser
@@ -305,12 +307,14 @@ def main(argv=None):
             run_explain(args.images, args.model, args.methods, args.target, args.out, args.save_maps)
         elif args.command == "evaluate":
             from .evaluate import run_evaluation
-            if args.n < 1:
-                raise UsageError(f"--n must be at least 1 image, got {args.n}")
+            if args.n < 2:
+                raise UsageError(f"--n must be at least 2 images, got {args.n}")
             if Path(args.out).exists() and not Path(args.out).is_dir():
                 raise UsageError(f"--out {args.out} exists and is not a folder")
             _check_writable_folder(Path(args.out))
-            run_evaluation(n=args.n, out_dir=args.out, seed=args.seed)
+            if args.json is not None:
+                _check_writable_folder(Path(args.json).resolve().parent)
+            run_evaluation(n=args.n, out_dir=args.out, seed=args.seed, model_name=args.model, json_path=args.json)
     except (UsageError, ValueError, OSError) as e:      # OSError: FileNotFoundError, PermissionError, a full disk
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2

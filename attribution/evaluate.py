@@ -30,6 +30,9 @@ from .registry import METHODS
 
 
 PERTURBATION_METHODS = ("occlusion", "lime", "kernel_shap", "shapley_values")
+DEFAULT_N = 12          # images per measurement in `attribution evaluate` (under 3 minutes on 2 cores)
+SMALL_N = 4             # images for the randomization cascade and the input-shift test
+ROBUST_N = 4            # images re-explained on noisy copies for max and avg sensitivity
 # LIME and KernelSHAP at the registry's 1000 samples and 50 segments take 2 s per 64x64 image, exact Shapley
 # values at 8 segments up to 2^10 forward passes; the table explains 180 images with each, so (to stay within
 # 10 minutes on 2 cores) 160 samples over 20 segments (8 samples per unknown) and 6 segments for Shapley.
@@ -170,12 +173,20 @@ def ssim(a, b, sigma=1.5):
 # The experiments
 # --------------------------------------------------------------------------
 
-def localization(model, x, masks, targets, methods):
+def localization(model, x, masks, targets, methods, standard=None, log=None):
     """{method: {"pointing game", "relevance mass", "relevance rank", "deletion AUC", "insertion AUC":
-    mean over images}}, plus the same for a "random map"."""
+    mean over images}}, plus the same for a "random map".
+
+    standard: None, or the superpixels (N, H, W) for IROF: then each method's row also holds the
+    ``standard_metrics`` of the same maps (robustness included: the method is run again on noisy copies).
+    log: a function that receives one line per method (progress)."""
     results = {}
     rng = np.random.default_rng(0)
-    maps_by_method = {name: to_pixel_map(name, f(model, x, targets), x.shape[2:]) for name, f in methods.items()}
+    maps_by_method = {}
+    for i, (name, f) in enumerate(methods.items()):
+        maps_by_method[name] = to_pixel_map(name, f(model, x, targets), x.shape[2:])
+        if log:
+            log(f"maps: {name} ({i + 1}/{len(methods)})")
     maps_by_method["random map"] = rng.random((len(x),) + x.shape[2:])
     for name, maps in maps_by_method.items():
         deletion, insertion = deletion_insertion(model, x, targets, maps)
@@ -183,6 +194,17 @@ def localization(model, x, masks, targets, methods):
                          "relevance mass": relevance_mass(maps, masks).mean(),
                          "relevance rank": relevance_rank(maps, masks).mean(),
                          "deletion AUC": deletion.mean(), "insertion AUC": insertion.mean()}
+        if standard is not None:
+            f = methods.get(name)
+            if f is not None and "segments" in getattr(f, "settings", {}):     # superpixels fixed on x: those
+                f = f.with_settings(segments=f.settings["segments"][:ROBUST_N])  # of the images re-explained
+            explain = None if f is None else (lambda m, xs, ys, f=f, name=name:
+                                              to_pixel_map(name, f(m, xs, ys), xs.shape[2:]))
+            if f is None:                                        # the random map: fresh noise is its "explanation"
+                explain = lambda m, xs, ys: rng.random((len(xs),) + xs.shape[2:])  # noqa: E731
+            results[name].update(standard_metrics(model, x, targets, masks, maps, standard, explain, ROBUST_N))
+            if log:
+                log(f"standard metrics: {name}")
     return results
 
 
@@ -306,36 +328,168 @@ def input_invariance(model, x, targets, methods, shift=-1.0):
 
 
 # --------------------------------------------------------------------------
+# The standard metrics (attribution.metrics, equal to Quantus) on the same maps
+# --------------------------------------------------------------------------
+
+# (column, group, higher is better?) in the table's order. Settings where the table departs from Quantus's
+# defaults (for time: 64x64 images have 12,288 features) are in ``standard_metrics``.
+STANDARD_METRICS = [
+    ("sparseness", "complexity", None), ("complexity", "complexity", None),
+    ("pointing game (Q)", "localisation", True), ("attribution localisation", "localisation", True),
+    ("top-k intersection", "localisation", True), ("relevance rank accuracy", "localisation", True),
+    ("relevance mass accuracy", "localisation", True), ("ROC AUC", "localisation", True),
+    ("pixel flipping AUC", "faithfulness", False), ("region perturbation AOPC", "faithfulness", True),
+    ("selectivity AUC", "faithfulness", False), ("faithfulness estimate", "faithfulness", True),
+    ("monotonicity correlation", "faithfulness", True), ("IROF", "faithfulness", True),
+    ("sufficiency", "faithfulness", True),
+    ("completeness", "axiomatic", True),
+    ("max sensitivity", "robustness", False), ("avg sensitivity", "robustness", False),
+]
+
+
+def standard_metrics(model, x, y, masks, maps, segments, explain=None, robust_images=4, robust_samples=2,
+                     seed=0):
+    """{column: mean over the images} of ``attribution.metrics`` on one method's pixel maps (N, H, W).
+
+    masks: (N, H, W) object masks; segments: (N, H, W) superpixels for IROF; explain: ``f(model, x, y) ->
+    pixel maps`` for the robustness metrics (None: left out), run on the first ``robust_images`` images with
+    ``robust_samples`` noise draws (uniform, +-0.02: a small perturbation on images in [0, 1]).
+    Quantus's defaults except, for time: pixel flipping, faithfulness estimate and monotonicity in steps of
+    H*W/4 features (12 steps for RGB), region perturbation and selectivity with patches of a quarter of the
+    side (16 patches), the areas divided by their number of steps (so in [0, 1]), monotonicity
+    with the black baseline and one repetition (deterministic), top-k with k = 5% of the pixels, completeness
+    with a relative tolerance of 1e-3 on the raw map (Quantus tests exact equality on the normalised one) and
+    a black image of zeros, the methods' own baseline (Quantus's "black" is the image's minimum)."""
+    from . import metrics as M
+    a = maps[:, None]
+    s = masks[:, None].astype(np.float64)
+    H, W = x.shape[2:]
+    step = H * W // 4 if (H * W) % 4 == 0 else H * W                 # 4 * C steps: a divisor of H*W (Quantus)
+    out = {}
+    if np.all(maps == maps.reshape(len(maps), -1)[:, :1, None]):
+        return {column: np.nan for column, _, _ in STANDARD_METRICS}      # constant maps: nothing to rank
+    out["sparseness"] = M.sparseness(a).mean()
+    out["complexity"] = M.complexity(a).mean()
+    out["pointing game (Q)"] = M.pointing_game(a, s).mean()
+    out["attribution localisation"] = np.nanmean(M.attribution_localisation(a, s))
+    out["top-k intersection"] = M.top_k_intersection(a, s, k=max(1, H * W // 20)).mean()
+    out["relevance rank accuracy"] = M.relevance_rank_accuracy(a, s).mean()
+    out["relevance mass accuracy"] = M.relevance_mass_accuracy(a, s).mean()
+    out["ROC AUC"] = M.auc(a, s).mean()
+    out["pixel flipping AUC"] = _area(M.pixel_flipping(model, x, y, a, features_in_step=step))
+    patch = max(1, min(H, W) // 4)
+    out["region perturbation AOPC"] = M.region_perturbation(model, x, y, a, patch_size=patch).mean()
+    out["selectivity AUC"] = _area(M.selectivity(model, x, y, a, patch_size=patch))
+    out["faithfulness estimate"] = np.nanmean(M.faithfulness_estimate(model, x, y, a, features_in_step=step))
+    out["monotonicity correlation"] = np.nanmean(M.monotonicity_correlation(
+        model, x, y, a, nr_samples=1, features_in_step=step, perturb_baseline="black"))
+    out["IROF"] = (M.irof(model, x, y, a, segments=segments) / (segments.reshape(len(x), -1).max(axis=1) + 1)).mean()
+    out["sufficiency"] = M.sufficiency(model, x, y, a).mean()
+    out["completeness"] = M.completeness(model, x, y, a, perturb_baseline=0.0, normalise=False, rtol=1e-3).mean()
+    if explain is not None:
+        r = slice(0, min(robust_images, len(x)))
+        noise = np.random.default_rng(seed).uniform(-0.02, 0.02, (robust_samples,) + x[r].shape)
+        def pixel_explain(m, xs, ys):
+            return explain(m, xs, ys)[:, None]
+        out["max sensitivity"] = np.nanmean(M.max_sensitivity(model, x[r], y[r], a[r], pixel_explain, noise=noise))
+        out["avg sensitivity"] = np.nanmean(M.avg_sensitivity(model, x[r], y[r], a[r], pixel_explain, noise=noise))
+    return {column: float(out.get(column, np.nan)) for column, _, _ in STANDARD_METRICS}
+
+
+def _area(curves):
+    """The mean over images of the area under each curve (N, T), trapezoids on [0, 1]: in [0, 1]."""
+    return float((np.trapezoid(curves, dx=1, axis=1) / max(curves.shape[1] - 1, 1)).mean())
+
+
+def metric_ranks(table):
+    """{method: {column: rank}} from ``{method: {column: value}}``: 1 the best of each column where the
+    column has a direction (STANDARD_METRICS' third field), NaN where it has none or the value is NaN."""
+    directions = {column: better for column, _, better in STANDARD_METRICS}
+    names = list(table)
+    ranks = {name: {} for name in names}
+    for column, better in directions.items():
+        values = np.array([table[name].get(column, np.nan) for name in names], dtype=np.float64)
+        for name in names:
+            ranks[name][column] = np.nan
+        if better is None:
+            continue
+        ok = ~np.isnan(values)
+        from scipy.stats import rankdata
+        r = rankdata(-values[ok] if better else values[ok], method="average")     # ties share their mean rank
+        for name, rank in zip(np.array(names)[ok], r):
+            ranks[name][column] = float(rank)
+    return ranks
+
+
+def metrics_figure(table):
+    """A heatmap of methods x standard metrics, coloured by rank per column (1 = best, yellow), each cell
+    annotated with its value; columns without a direction (complexity) are grey. Returns the Figure."""
+    import matplotlib.pyplot as plt
+    ranks = metric_ranks(table)
+    names = list(table)
+    columns = [c for c, _, _ in STANDARD_METRICS]
+    R = np.array([[ranks[n][c] for c in columns] for n in names])
+    fig, ax = plt.subplots(figsize=(1.0 * len(columns) + 3, 0.32 * len(names) + 2.5))
+    shown = np.ma.masked_invalid(R)
+    cmap = plt.get_cmap("viridis_r").copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(shown, cmap=cmap, aspect="auto", vmin=1, vmax=max(len(names), 2))
+    for i, n in enumerate(names):
+        for j, c in enumerate(columns):
+            v = table[n].get(c, np.nan)
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if not np.isnan(R[i, j]) and R[i, j] > len(names) / 2 else "black")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels([f"{c} ({g})" for c, g, _ in STANDARD_METRICS], rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_title("standard metrics (attribution.metrics = Quantus), coloured by rank in each column: 1 = best "
+                 "(yellow); ties share their mean rank; grey: no better direction, or no value", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="rank")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------
 # The command: attribution evaluate
 # --------------------------------------------------------------------------
 
-def run_experiments(n=60, seed=0, log=print):
-    """Every experiment on the shipped shapes model -> a results dict (see ``results_table``).
+EVALUATION_MODELS = ("shapes", "shapes_resnet")
 
-    Localization and faithfulness on ``n`` generated images, class
-    sensitivity on ``n`` two-object images, the randomization cascade and the
-    input-shift test on ``min(n, 12)`` images; every method of the registry.
+
+def run_experiments(n=DEFAULT_N, seed=0, log=print, model_name="shapes"):
+    """Every experiment on a shipped shapes model -> a results dict (see ``results_table``).
+
+    Localization, faithfulness and the standard metrics on ``n`` generated images, class sensitivity on
+    ``n`` two-object images, the randomization cascade and the input-shift test on ``min(n, 4)`` images;
+    every method of the registry. model_name: "shapes" (the VGG-style net) or "shapes_resnet".
     """
     import time
 
+    from minicnn import models
     from minicnn.data import make_composites, make_shapes
-    from minicnn.models import shapes_net
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive number of images, got {n!r}")
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n must be a number of images, at least 2 (some metrics compare images), got {n!r}")
+    if model_name not in EVALUATION_MODELS:
+        raise ValueError(f"model must be one of {', '.join(EVALUATION_MODELS)} (shapes models: the object masks "
+                         f"are known), got {model_name!r}")
     start = time.perf_counter()
     progress = log
 
     def log(message):
         progress(f"[{time.perf_counter() - start:4.0f} s] {message}")
-    model = shapes_net(pretrained=True)
+    model = getattr(models, "shapes_net" if model_name == "shapes" else "shapes_resnet")(pretrained=True)
     methods = evaluation_methods()
     x, labels, masks = make_shapes(n, seed=seed + 500)
-    log(f"localization and faithfulness on {n} images")
-    loc = localization(model, x, masks, labels, fixed_segments(methods, x))
+    log(f"localization, faithfulness and the standard metrics on {n} images")
+    from .superpixels import slic
+    segments = np.stack([slic(image, n_segments=20) for image in x])          # IROF's superpixels
+    loc = localization(model, x, masks, labels, fixed_segments(methods, x), standard=segments, log=log)
     cx, clabels, cmasks = make_composites(n, seed=seed + 600)
     log(f"class sensitivity on {n} two-object images")
     sens = class_sensitivity(model, cx, clabels, cmasks, fixed_segments(methods, cx))
-    small = min(n, 12)
+    small = min(n, SMALL_N)
     # the cascade recomputes every map once per layer: fewer SmoothGrad samples and IG steps, and the
     # perturbation methods (hundreds of forward passes per map) left out
     fast = {k: v for k, v in evaluation_methods(smoothgrad_samples=16, ig_steps=16).items()
@@ -345,8 +499,11 @@ def run_experiments(n=60, seed=0, log=print):
     log(f"input invariance on {small} images")
     quick = evaluation_methods(smoothgrad_samples=8, perturbation_samples=100)
     inv = input_invariance(model, x[:small], labels[:small], fixed_segments(quick, x[:small]))
+    standard_columns = [c for c, _, _ in STANDARD_METRICS]
+    standard = {name: {c: row.pop(c) for c in standard_columns} for name, row in loc.items()}
     return {"localization": loc, "class_sensitivity": sens, "randomization": (steps, curves), "invariance": inv,
-            "n": n, "small": small, "seed": seed}
+            "standard": standard, "n": n, "small": small, "seed": seed, "model": model_name,
+            "seconds": time.perf_counter() - start}
 
 
 def results_table(results):
@@ -368,10 +525,43 @@ def results_table(results):
             cells += ["", ""]
         cells.append(("invariant" if inv[name] < 1e-6 else f"{inv[name]:.2g}") if name in inv else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    note = (f"shapes model; localization on {results['n']} images, class sensitivity on {results['n']} two-object "
-            f"images (both classes explained), randomization and input shift on {results['small']} images; "
-            f"seed {results['seed']}.")
+    note = (f"{results.get('model', 'shapes')} model; localization on {results['n']} images, class sensitivity on "
+            f"{results['n']} two-object images (both classes explained), randomization and input shift on "
+            f"{results['small']} images; seed {results['seed']}.")
     return "\n".join(lines), note
+
+
+def standard_table(results):
+    """The standard metrics of ``run_experiments`` (``results["standard"]``) as a Markdown table: one row per
+    method, one column per metric, its group and direction in the header."""
+    arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}
+    header = "| method | " + " | ".join(f"{c}: {g}{arrow[b]}" for c, g, b in STANDARD_METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(STANDARD_METRICS) + 1)]
+    for name, row in results["standard"].items():
+        cells = ["" if np.isnan(row[c]) else f"{row[c]:.2f}" for c, _, _ in STANDARD_METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def results_json(results):
+    """The results as plain JSON-ready values (floats, lists, dicts), for notebooks: ``--json FILE``."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {str(k): plain(w) for k, w in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(w) for w in v]
+        if isinstance(v, (np.floating, float)):
+            return None if np.isnan(v) else float(v)
+        if isinstance(v, (np.integer, int)):
+            return int(v)
+        if isinstance(v, np.ndarray):
+            return plain(v.tolist())
+        return v
+    steps, curves = results["randomization"]
+    out = dict(results)
+    out["randomization"] = {"layers": list(steps), "curves": curves}
+    out["ranks"] = metric_ranks(results["standard"])
+    return plain(out)
 
 
 def randomization_figure(results):
@@ -402,10 +592,14 @@ def _to_stderr(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print, progress=_to_stderr):
-    """``attribution evaluate``: run the experiments, write evaluation.md and randomization.png to
-    ``out_dir``, print the table with ``log``; progress lines (with the elapsed time) go to ``progress``,
-    stderr by default, so that the table can be piped. Returns the results."""
+def run_evaluation(n=DEFAULT_N, out_dir="evaluation", seed=0, log=print, progress=_to_stderr, model_name="shapes",
+                   json_path=None):
+    """``attribution evaluate``: run the experiments, write evaluation.md, randomization.png and metrics.png
+    (the standard metrics' ranks) to ``out_dir``, and the results as JSON to ``json_path`` if given; print the
+    tables with ``log``; progress lines (with the elapsed time) go to ``progress``, stderr by default, so that
+    the tables can be piped. Returns the results."""
+    import json
+
     from .visualize import save_figure
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -413,13 +607,21 @@ def run_evaluation(n=60, out_dir="evaluation", seed=0, log=print, progress=_to_s
     out_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(out_dir, os.W_OK):
         raise ValueError(f"the output folder {out_dir} is not writable")
-    results = run_experiments(n, seed, progress)
+    results = run_experiments(n, seed, progress, model_name)
     table, note = results_table(results)
+    standard = standard_table(results)
     save_figure(randomization_figure(results), out_dir / "randomization.png")
+    save_figure(metrics_figure(results["standard"]), out_dir / "metrics.png")
     md = out_dir / "evaluation.md"
     with atomic_write(md, "w") as f:
-        f.write(table + "\n\n" + note + "\n")
+        f.write(table + "\n\n" + note + "\n\n## The standard metrics (equal to Quantus)\n\n" + standard + "\n")
+    if json_path is not None:
+        with atomic_write(Path(json_path), "w") as f:
+            json.dump(results_json(results), f, indent=1)
     log(table)
     log("\n" + note)
-    log(f"written: {md.resolve()} and {(out_dir / 'randomization.png').resolve()}")
+    log("\nThe standard metrics (attribution.metrics, equal to Quantus):\n")
+    log(standard)
+    log(f"\n{results['seconds']:.0f} s. written: {md.resolve()}, {(out_dir / 'randomization.png').resolve()}, "
+        f"{(out_dir / 'metrics.png').resolve()}" + (f" and {Path(json_path).resolve()}" if json_path else ""))
     return results

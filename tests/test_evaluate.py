@@ -110,15 +110,40 @@ def test_grad_cam_beats_a_random_map_and_randomization_decorrelates():
 
 
 def test_evaluate_command_is_seeded(tmp_path):
+    import json
     import subprocess
     import sys
+
+    import attribution
     outs = []
     for run in range(2):
-        result = subprocess.run([sys.executable, "-m", "attribution", "evaluate", "--n", "6", "--out",
-                                 str(tmp_path / f"run{run}")], capture_output=True, text=True, timeout=600,
+        result = subprocess.run([sys.executable, "-m", "attribution", "evaluate", "--n", "4", "--out",
+                                 str(tmp_path / f"run{run}"), "--json", str(tmp_path / f"run{run}.json")],
+                                capture_output=True, text=True, timeout=900,
                                 env=dict(__import__("os").environ, MPLBACKEND="Agg"))
         assert result.returncode == 0, result.stderr
         outs.append((tmp_path / f"run{run}" / "evaluation.md").read_text())
-        assert (tmp_path / f"run{run}" / "randomization.png").stat().st_size > 10_000
+        for figure in ("randomization.png", "metrics.png"):
+            assert (tmp_path / f"run{run}" / figure).stat().st_size > 10_000
     assert outs[0] == outs[1]
     assert "| grad_cam |" in outs[0] and "| random map |" in outs[0]
+    # the standard metrics: one row per method, every column, and the same numbers in the JSON
+    standard = outs[0].split("## The standard metrics")[1]
+    rows = [line for line in standard.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(attribution.METHODS) + ["random map"]
+    data = json.loads((tmp_path / "run0.json").read_text())
+    assert set(data["standard"]) == set(attribution.METHODS) | {"random map"}
+    assert len(data["standard"]["lrp"]) == len(ev.STANDARD_METRICS) and data["n"] == 4
+    assert f"{data['standard']['lrp']['ROC AUC']:.2f}" in rows[list(attribution.METHODS).index("lrp")]
+    assert data["ranks"]["lrp"]["ROC AUC"] >= 1 and data["model"] == "shapes"
+    assert "[" in result.stderr and "standard metrics: lrp" in result.stderr      # progress on stderr
+
+
+def test_metric_ranks_follow_each_column_direction():
+    table = {"a": {"ROC AUC": 0.9, "pixel flipping AUC": 0.1, "sparseness": 0.5},
+             "b": {"ROC AUC": 0.6, "pixel flipping AUC": 0.3, "sparseness": 0.7},
+             "c": {"ROC AUC": 0.6, "pixel flipping AUC": np.nan, "sparseness": 0.1}}
+    ranks = ev.metric_ranks(table)
+    assert ranks["a"]["ROC AUC"] == 1 and ranks["b"]["ROC AUC"] == ranks["c"]["ROC AUC"] == 2.5   # ties share
+    assert ranks["a"]["pixel flipping AUC"] == 1 and ranks["b"]["pixel flipping AUC"] == 2     # lower is better
+    assert np.isnan(ranks["c"]["pixel flipping AUC"]) and np.isnan(ranks["a"]["sparseness"])   # no direction

@@ -58,8 +58,8 @@ def _weights(tmp_path):
     (["explain", "IMG", "--save-maps", "SHIPPED_RESNET"], "is a weights file"),
     (["explain", "IMG", "--out", "FOLDER"], "is a folder"),
     (["explain", "IMG", "--target", "\u0663"], "unknown class"),          # an Arabic-Indic three: not an index
-    (["evaluate", "--n", "0"], "--n must be at least 1 image, got 0"),
-    (["evaluate", "--n", "-3"], "--n must be at least 1 image, got -3"),
+    (["evaluate", "--n", "1"], "--n must be at least 2 images, got 1"),
+    (["evaluate", "--n", "-3"], "--n must be at least 2 images, got -3"),
     (["evaluate", "--out", "IMG"], "exists and is not a folder"),
     (["demo", "--out", "FOLDER"], "is a folder"),
 ])
