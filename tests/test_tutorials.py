@@ -171,8 +171,8 @@ def _claims_11(out):
 CLAIMS = {f"{i:02d}": globals()[f"_claims_{i:02d}"] for i in range(1, 12)}
 
 
-def test_there_are_eleven_tutorials_with_cells():
-    assert len(TUTORIALS) == 11
+def test_there_are_twelve_tutorials_with_cells():
+    assert len(TUTORIALS) == 12
     for path in TUTORIALS:
         assert path.read_text().count("# %%") >= 4, path.name
 
@@ -188,3 +188,37 @@ def test_tutorial_runs_and_its_claims_hold(tmp_path, path):
     if "01_engine" not in path.name:
         assert figures, "the tutorial should draw its figure"
     CLAIMS[path.name[:2]](result.stdout)
+
+
+def _claims_12(out):
+    rows = {name: [float(v) for v in values.split()] for name, values in
+            re.findall(r"^(\w+(?: map)?)\s+((?:[\d.-]+\s+){5}[\d.-]+)$", out, re.M)}
+    roc, pf = {n: r[0] for n, r in rows.items()}, {n: r[2] for n, r in rows.items()}
+    assert len(rows) == 7 and abs(roc["random map"] - 0.5) < 0.1
+    for name in ("vanilla_gradient", "guided_backprop", "grad_cam", "lrp"):
+        assert roc[name] > 0.85, "localisation separates most methods from the random map"
+    for name in ("gradient_x_input", "integrated_gradients"):
+        assert abs(roc[name] - 0.5) < 0.1, "... but not these two, at chance"
+    agree = {(a, b): float(v) for a, b, v in
+             re.findall(r"rankings of the six methods, (.+?) vs (.+?): Spearman ([+-][\d.]+)", out)}
+    assert agree["ROC AUC", "relevance mass accuracy"] > 0.7, "the localisation metrics agree"
+    assert agree["ROC AUC", "faithfulness estimate"] > 0.5 > agree["ROC AUC", "pixel flipping AUC"]
+    assert agree["pixel flipping AUC", "faithfulness estimate"] < 0, "the faithfulness metrics disagree"
+    (beat,), = _numbers(out, r"pixel flipping: (\d+) of 6 methods beat the random map")
+    assert beat <= 2 and sum(pf[n] < pf["random map"] for n in pf if n != "random map") == beat
+    assert "logits equal after the shift: True" in out
+    for name in ("vanilla_gradient", "guided_backprop", "grad_cam"):
+        assert re.search(rf"^{name}\s+unchanged", out, re.M), name
+    shift = {n: float(v) for n, v in re.findall(r"^(\w+)\s+changes: max \|difference\| = (\d+)%", out, re.M)}
+    assert shift["gradient_x_input"] > 100 and shift["integrated_gradients"] > 100 and shift["lrp"] <= 2
+    fr = {(m, n): (float(k), float(c), float(p), kept) for m, n, k, c, p, kept in re.findall(
+        r"(shapes_\w+)\s+(\w+)\s+top-10% kept ([\d.]+), rank correlation ([\d.-]+), largest change of a pixel "
+        r"(\d+)/255, class kept: (\w+)", out)}
+    assert len(fr) == 8 and all(v[3] == "True" and v[2] <= 8 for v in fr.values()), "in budget, class kept"
+    for model in ("shapes_net", "shapes_resnet"):
+        mine = {n: v[0] for (m, n), v in fr.items() if m == model}
+        assert mine["vanilla_gradient"] == min(mine.values()), "the vanilla gradient is the most fragile"
+        assert mine["guided_backprop"] > mine["vanilla_gradient"] and mine["lrp"] > mine["vanilla_gradient"]
+
+
+CLAIMS["12"] = _claims_12
