@@ -151,3 +151,19 @@ def threads_note():
     pinned = [f"{k}={os.environ[k]}" for k in PINNING if k in os.environ]
     return (f"cpus={os.cpu_count()} numpy {np.__version__} ({blas_kernel()})"
             + (f" PINNED by {', '.join(pinned)}" if pinned else ""))
+
+
+def report_worst_errors(nets, seed, one_net, against):
+    """The parity scripts' loop: ``one_net(k) -> (description, {name: error})`` for each of ``nets`` nets, a
+    progress line per net on stderr, then the largest error per name on stdout."""
+    worst = {}
+    for k in range(nets):
+        what, errors = one_net(k)
+        print(f"net {k + 1:2d}/{nets}: {what}: worst {max(errors.values()):.1e}", file=sys.stderr)
+        for name, e in errors.items():
+            worst[name] = max(worst.get(name, 0.0), e)
+    print(f"largest error over {nets} random nets (seed {seed}), {against}:")
+    width = max(map(len, worst)) + 2
+    for name, e in worst.items():
+        print(f"  {name:{width}s} {e:.1e}")
+    return worst

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TQDM_DISABLE", "1")                    # pytorch-grad-cam's progress bars
 
 from torch_resnet import install_torchvision_stub  # noqa: E402
@@ -31,6 +32,7 @@ install_torchvision_stub()
 import torch  # noqa: E402
 
 import attribution as attr  # noqa: E402
+from common import report_worst_errors  # noqa: E402
 from attribution import cam_family as ac  # noqa: E402
 from nets import small_vgg  # noqa: E402
 from test_cam_family import GRADIENT_CAMS, _reference  # noqa: E402
@@ -131,8 +133,8 @@ def main(argv=None):
     if args.nets < 1:
         parser.error("--nets must be at least 1")
     rng = np.random.default_rng(args.seed)
-    worst = {}
-    for k in range(args.nets):
+
+    def one_net(k):
         model, net, size, layers, what = random_net(rng, k)
         layer = layers[int(rng.integers(len(layers)))]
         x = rng.uniform(-1, 1, (3, 3, size, size))
@@ -140,13 +142,8 @@ def main(argv=None):
         errors = cam_errors(model, net, x, layer, targets)
         errors["fullgrad (after scaling)"] = fullgrad_error(model, net, x, targets)
         errors.update(shap_errors(rng))
-        print(f"net {k + 1:2d}/{args.nets}: {what}, layer {layer}: worst {max(errors.values()):.1e}", file=sys.stderr)
-        for name, e in errors.items():
-            worst[name] = max(worst.get(name, 0.0), e)
-    print(f"largest error over {args.nets} random nets (seed {args.seed}), max |ours - reference| / max |reference|:")
-    for name, e in worst.items():
-        print(f"  {name:28s} {e:.1e}")
-
+        return f"{what}, layer {layer}", errors
+    report_worst_errors(args.nets, args.seed, one_net, "max |ours - reference| / max |reference|")
 
 if __name__ == "__main__":
     main()

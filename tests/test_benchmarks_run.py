@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_captum, needs_grad_cam
+from test_metrics import needs_quantus
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -64,3 +65,14 @@ def test_the_parity_measurement_holds_on_nets_the_other_tests_never_saw():
     assert len(errors) == 14, result.stdout
     for name, e in errors.items():
         assert e < (2e-6 if name.startswith(("score", "eigen", "fullgrad")) else 1e-9), (name, e)
+
+
+@needs_quantus
+def test_the_metrics_parity_holds_on_nets_the_other_tests_never_saw():
+    """benchmarks/parity_metrics.py on 2 random nets (another draw than its default): every deterministic
+    metric equals Quantus to 1e-8."""
+    result = subprocess.run([sys.executable, str(BENCH / "parity_metrics.py"), "--nets", "2", "--seed", "77"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", result.stdout, re.M)}
+    assert len(errors) == 17 and max(errors.values()) < 1e-8, result.stdout

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import attribution.metrics as M
-from conftest import torch
+from conftest import needs_skimage, torch
 from nets import small_vgg
 
 try:                                                   # Quantus imports torchvision at import time: the stub
@@ -147,6 +147,7 @@ def test_seeded_monotonicity_correlation_equals_quantus_with_the_same_seed(case)
 
 
 @needs_quantus
+@needs_skimage
 def test_non_sensitivity_and_irof_equal_quantus_on_grey_images(case):
     """IROF runs only on one-channel images in Quantus; non-sensitivity removes every feature alone."""
     import minicnn as mc
