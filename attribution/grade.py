@@ -102,17 +102,16 @@ RULE_NAMES = {"gradient": "Vanilla Gradient rule dout * (x > 0)", "deconvnet": "
               "guided": "Guided Backprop rule dout * (x > 0) * (dout > 0)"}
 
 
-GREATER_EQUAL = {"gradient": "dout * (x >= 0)", "deconvnet": "dout * (dout >= 0)",
-                 "guided": "dout * (x >= 0) * (dout > 0)"}
+GREATER_EQUAL = {"gradient": "dout * (x >= 0)", "guided": "dout * (x >= 0) * (dout > 0)"}
 
 
 def _relu_variants(dout, x, rule):
-    """What common attempts compute, the likeliest cause first: the graded rule written with >= where it needs
-    > (on the textbook's example a guided rule with >= equals the DeconvNet rule, and >= is the cause), the
-    other rules' >= forms, then the three rules."""
-    values = {"dout * (x >= 0)": dout * (x >= 0), "dout * (dout >= 0)": dout * (dout >= 0),
-              "dout * (x >= 0) * (dout > 0)": dout * (x >= 0) * (dout > 0)}
-    order = [GREATER_EQUAL[rule]] + [v for v in values if v != GREATER_EQUAL[rule]]
+    """What common attempts compute: the forward mask written with >= where the rules need > (it differs only
+    where x is exactly 0), and the three rules themselves (an indicator on the wrong tensor, a mask forgotten).
+    ``dout * (dout >= 0)`` is not a mistake to name: it equals the DeconvNet rule everywhere (0 * 1 = 0)."""
+    values = {v: dout * (x >= 0) * ((dout > 0) if "dout > 0" in v else 1) for v in GREATER_EQUAL.values()}
+    first = [GREATER_EQUAL[rule]] if rule in GREATER_EQUAL else []
+    order = first + [v for v in values if v not in first]
     variants = {f"{v}: >= where the rule needs the strict >": values[v] for v in order}
     variants.update({RULE_NAMES["gradient"]: dout * (x > 0), RULE_NAMES["deconvnet"]: dout * (dout > 0),
                      RULE_NAMES["guided"]: dout * (x > 0) * (dout > 0)})
@@ -132,9 +131,12 @@ def _cases_relu(rule):
             got = single(got, what)
             if got.shape == expected.shape and not np.array_equal(got, expected):
                 matches = [name for name, value in _relu_variants(dout, x, rule).items() if np.array_equal(got, value)]
-                if matches:
+                if len(matches) == 1:
                     hint = "" if ">=" in matches[0] else " (an indicator on the wrong tensor?)"
                     raise Failed(f"{what}: the result is the {matches[0]}, not the {RULE_NAMES[rule]}{hint}")
+                if matches:                  # on this input several mistakes give the same numbers: name them all
+                    raise Failed(f"{what}: not the {RULE_NAMES[rule]}; on this input the result is what each of "
+                                 f"these gives: " + "; or ".join(matches))
             expect_close(got, expected, what, 0)
         return run
 
@@ -145,9 +147,10 @@ def _cases_relu(rule):
         dout = rng.standard_normal(x.shape)
         dout[1, 2, 1] = 0.0
         d32, x32 = f32(dout, x)
-        return [Case("the textbook's 2x2 example", (TEXTBOOK_G, TEXTBOOK_X),
+        # the random input first: its exact zeros tell apart the mistakes that agree on the textbook's example
+        return [Case("random input with exact zeros", (dout, x), check(dout, x, "random input with exact zeros")),
+                Case("the textbook's 2x2 example", (TEXTBOOK_G, TEXTBOOK_X),
                      check(TEXTBOOK_G, TEXTBOOK_X, "textbook example")),
-                Case("random input with exact zeros", (dout, x), check(dout, x, "random input with exact zeros")),
                 float32_case((d32, x32), _relu_reference(*f64(d32, x32), rule), "the rule", tol=0)]
     return cases
 
@@ -457,7 +460,23 @@ def _cases_lrp(rule):
                 _match_variant(got, variants, label)
             expect_close(got, expected, f"{label}, {rule} rule")
         cases.append(Case(label, (layer, a, R, eps), check))
+    label, layer, a = _lrp_layers(13 if rule == "epsilon" else 14)[1]          # a float32 conv layer
+    a = np.abs(a) if rule == "zplus" else a
+    R = _rng(15).standard_normal(layer.forward(a).shape)
+    eps = 0.1 if rule == "epsilon" else 1e-6
+    layer32 = _as_float32(layer)
+    a32, R32 = f32(a, R)
+    cases.append(float32_case((layer32, a32, R32, eps), _lrp_reference(layer, *f64(a32, R32), rule, eps),
+                              f"{rule} rule", 1e-4))
     return cases
+
+
+def _as_float32(layer):
+    """A float32 copy of a layer (its parameters cast)."""
+    import copy
+    clone = copy.deepcopy(layer)
+    clone.params = {k: v.astype(np.float32) for k, v in layer.params.items()}
+    return clone
 
 
 def _plain_steps(layer, a, R, eps, by_output=False):
@@ -858,16 +877,46 @@ def check_options(timeout=FUNCTION_TIMEOUT, seed=0, submission_timeout=SUBMISSIO
         raise ValueError(f"--memory must be a number of megabytes from 64 up, not {memory_mb!r}")
 
 
+GRADED_SUFFIXES = (".py", ".ipynb")
+
+
+def notebook_source(data, name="the notebook"):
+    """The Python source of a Jupyter notebook (bytes of its .ipynb JSON): its code cells in order, with the
+    notebook's shell and magic lines (``!pip ...``, ``%matplotlib ...``) turned into comments. ValueError if it
+    is not a notebook."""
+    import json
+    try:
+        nb = json.loads(data.decode("utf-8"))
+        cells = nb["cells"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{name} is not a readable Jupyter notebook ({type(e).__name__})") from None
+    parts = []
+    for cell in cells:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        text = cell.get("source", "")
+        text = "".join(text) if isinstance(text, list) else str(text)
+        lines = ["# " + line if line.lstrip().startswith(("!", "%")) else line for line in text.splitlines()]
+        parts.append("\n".join(lines))
+    return ("\n\n".join(parts) + "\n").encode("utf-8")
+
+
 def read_submission(path):
-    """The bytes of a student's file (read once: what is graded is this copy); ValueError if it cannot be."""
+    """The source of a student's file as bytes (read once: what is graded is this copy): a .py file as it is,
+    a .ipynb notebook as its code cells (``notebook_source``). ValueError (or FileNotFoundError) if it cannot
+    be graded, saying why and what would be accepted."""
     from pathlib import Path
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no file at {path}")
+    if path.suffix not in GRADED_SUFFIXES:
+        raise ValueError(f"{path.name}: a {path.suffix or 'suffix-less'} file cannot be graded; submit the .py "
+                         f"file or the .ipynb notebook")
     size = path.stat().st_size
     if size > MAX_SOURCE_BYTES:
         raise ValueError(f"{path.name} is {size} bytes; a submission may have at most {MAX_SOURCE_BYTES}")
-    return path.read_bytes()
+    data = path.read_bytes()
+    return notebook_source(data, path.name) if path.suffix == ".ipynb" else data
 
 
 def grade(assignment, path, out=sys.stdout, timeout=FUNCTION_TIMEOUT, seed=0,
@@ -994,8 +1043,9 @@ def print_report(report, out=sys.stdout):
 
 def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0, out=sys.stdout,
                  submission_timeout=SUBMISSION_TIMEOUT, memory_mb=MEMORY_MB):
-    """Grade every .py file in ``folder`` (one student each) and write one CSV row per student: file, per
-    function points and reason, total points. Returns {file name: report}.
+    """Grade every file in ``folder`` (one student each: a .py file or a .ipynb notebook) and write one CSV row
+    per file: student, file, assignment, seed, per function points and reason, total and maximum points.
+    Files of other kinds get a row of zeros that says why. Returns {file name: report}.
 
     Every file is read before any is graded, so a submission that rewrites a classmate's file changes
     nothing that is graded; each runs from its own temporary copy. A submission that cannot be graded at all
@@ -1008,9 +1058,9 @@ def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0,
     from .sandbox import Reaper, clean_reason
     check_options(timeout, seed, submission_timeout, memory_mb, assignment)
     check_csv_path(csv_path)
-    files = sorted(p for p in Path(folder).glob("*.py") if p.is_file())
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ValueError(f"no .py files in {folder}")
+        raise ValueError(f"no files in {folder}")
     sources = {}
     for path in files:
         try:
@@ -1018,6 +1068,7 @@ def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0,
         except (OSError, ValueError) as e:
             sources[path.name] = e
     names = list(ASSIGNMENTS[assignment])
+    most = sum(POINTS[n] for n in names)
     reports, rows = {}, []
     with Reaper() as reaper:
         for path in files:
@@ -1034,13 +1085,14 @@ def grade_folder(assignment, folder, csv_path, timeout=FUNCTION_TIMEOUT, seed=0,
                     report = {name: (0, 1, why) for name in names}
             score = points(report)
             reports[path.name] = report
-            row = {"student": path.stem}
+            row = {"student": path.stem, "file": path.name, "assignment": assignment, "seed": seed}
             for name in names:
                 row[f"{name} points"] = score[name][0]
                 row[f"{name} reason"] = report[name][2] or "ok"
             row["total points"] = round(sum(e for e, _ in score.values()), 2)
+            row["max points"] = most
             rows.append(row)
-            print(f"{path.stem}: {row['total points']:g}/{sum(POINTS[n] for n in names)} points", file=out)
+            print(f"{path.name}: {row['total points']:g}/{most} points", file=out)
     with atomic_write(csv_path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

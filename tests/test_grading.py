@@ -65,6 +65,10 @@ PLANTED = [
      ">= where the rule needs the strict >"),
     ("relu_maxpool", "return dout * (x > 0) * (dout > 0)", "return dout * (x >= 0) * (dout > 0)",
      "relu_backward_guided", "the result is the dout * (x >= 0) * (dout > 0): >= where the rule needs the strict >"),
+    ("relu_maxpool", "return dout * (x > 0) * (dout > 0)", "return dout * (dout > 0)", "relu_backward_guided",
+     "the result is the DeconvNet rule dout * (dout > 0), not the Guided Backprop rule"),     # no forward mask
+    ("relu_maxpool", "return dout * (x > 0)\n", "return dout * (dout > 0)\n", "relu_backward_gradient",
+     "the result is the DeconvNet rule dout * (dout > 0), not the Vanilla Gradient rule"),
     ("relu_maxpool", "dx[n_idx, c_idx, i * stride + r, j * stride + c] += dout[:, :, i, j]",
      "dx[n_idx, c_idx, i * stride + r, j * stride + c] = dout[:, :, i, j]", "maxpool_backward",
      "= where overlapping windows need +="),
@@ -242,13 +246,24 @@ def test_batch_grading_writes_one_row_per_student(tmp_path):
     (folder / "alice.py").write_text((SOLUTIONS / "a_relu_maxpool.py").read_text())
     (folder / "bob.py").write_text((STUBS / "a_relu_maxpool.py").read_text())
     (folder / "carol.py").write_text("import sys\nsys.exit(0)\n")
+    import nbformat                                     # a notebook is graded from its code cells
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A"), nbformat.v4.new_code_cell("%matplotlib inline"),
+                nbformat.v4.new_code_cell((SOLUTIONS / "a_relu_maxpool.py").read_text())]
+    nbformat.write(nb, str(folder / "dana.ipynb"))
+    (folder / "erin.docx").write_bytes(b"PK not a program")
     out = tmp_path / "grades.csv"
     result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool", str(folder), "--csv",
                              str(out), "--timeout", "5"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     rows = {r["student"]: r for r in csv.DictReader(out.open())}
-    assert set(rows) == {"alice", "bob", "carol"}
+    assert set(rows) == {"alice", "bob", "carol", "dana", "erin"}              # a row for every file
     assert float(rows["alice"]["total points"]) == 7 and float(rows["bob"]["total points"]) == 0
+    assert float(rows["dana"]["total points"]) == 7 and rows["dana"]["file"] == "dana.ipynb"
+    assert float(rows["erin"]["total points"]) == 0 and "cannot be graded; submit the .py" in \
+        rows["erin"]["maxpool_backward reason"]
+    assert all(r["assignment"] == "relu_maxpool" and r["seed"] == "0" and r["max points"] == "7"
+               for r in rows.values())
     assert "not implemented yet" in rows["bob"]["maxpool_backward reason"]
     assert "cannot be imported: SystemExit" in rows["carol"]["relu_backward_guided reason"]
     result = subprocess.run([sys.executable, "-m", "attribution.grade", "relu_maxpool", str(folder)],
@@ -281,3 +296,24 @@ def test_the_pixel_flipping_grader_is_the_metric():
     x, a = rng.uniform(0, 1, (2, 3, 8, 8)), rng.standard_normal((2, 1, 8, 8))
     np.testing.assert_allclose(_flip_curve(model, x, np.array([0, 3]), a, 16),
                                pixel_flipping(model, x, np.array([0, 3]), a, features_in_step=16), rtol=1e-12)
+
+
+def test_a_max_pool_that_feeds_every_tied_maximum_loses_the_tie_case(tmp_path):
+    """The tie case runs on tied windows: a max-pool backward that sends the gradient to every tied maximum
+    (instead of the first, as the forward's argmax chose) fails it, and only it."""
+    source = (SOLUTIONS / FILES["relu_maxpool"]).read_text().split("def maxpool_backward")[0] + """
+def maxpool_backward(dout, x, kernel_size, stride):
+    k, s = kernel_size, stride
+    dx = np.zeros_like(x)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = x[:, :, i * s:i * s + k, j * s:j * s + k]
+            top = window == window.max(axis=(2, 3), keepdims=True)
+            dx[:, :, i * s:i * s + k, j * s:j * s + k] += top * dout[:, :, i:i + 1, j:j + 1]
+    return dx
+"""
+    path = tmp_path / "a_relu_maxpool.py"
+    path.write_text(source)
+    report, text = _grade("relu_maxpool", path)
+    passed, total, error = report["maxpool_backward"]
+    assert passed == total - 1 and "ties" in error, text

@@ -12,6 +12,7 @@ def relu_backward_rescale(dout, x, x_ref):
 def lrp_epsilon(layer, a, R, eps):
     z = layer.forward(a)
     z = z + eps * np.where(z >= 0, 1, -1)
+    z = z.astype(a.dtype, copy=False)                  # np.where's integers would make float32 into float64
     s = R / z
     c = layer.backward(s)
     return a * c

@@ -33,7 +33,7 @@ def lrp_epsilon(layer, a, R, eps):
       2. s = R / z
       3. c = layer.backward(s)           (the gradient of sum(z * s) with respect to a)
       4. R_in = a * c
-    Returns R_in, shaped like a.
+    Returns R_in, shaped like a, in a's dtype (float32 in, float32 out).
     """
     raise NotImplementedError
 
@@ -43,6 +43,6 @@ def lrp_zplus(layer, a, R, eps=1e-9):
 
     a >= 0 (the output of a ReLU). The four steps of lrp_epsilon, but with the weights'
     positive part max(W, 0) and no bias (a zero bias), and z = z + eps (z >= 0 here).
-    Returns R_in, shaped like a.
+    Returns R_in, shaped like a, in a's dtype.
     """
     raise NotImplementedError
