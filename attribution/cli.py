@@ -249,10 +249,40 @@ def run_explain(images, model_choice, methods, target, out, save_maps):
     print(f"figure written to {out.resolve()}")
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(threads, argv):
+    """Use ``threads`` BLAS threads for this command: through threadpoolctl where it is installed, else by
+    running the command again in a child process whose environment sets them (BLAS reads them when NumPy is
+    first imported, which has happened by now). Returns the child's exit status, or None when this process
+    goes on."""
+    if threads is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        threadpool_limits(limits=threads)
+        return None
+    if all(os.environ.get(v) == str(threads) for v in THREAD_VARIABLES):
+        return None                                          # the child: already limited
+    import subprocess
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    return subprocess.run([sys.executable, "-m", "attribution", *argv], env=env).returncode
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="attribution", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="BLAS threads to use (default: all cores). On a shared machine 1 is often faster: "
+                             "busy cores make the threads wait for each other (README, 'Shared machines')")
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add_parser(*a, parents=[common], **k)  # every command takes --threads
     p = sub.add_parser("demo", help="explain generated shapes with the shipped model and draw the figure",
                        description="Explain generated shapes with the model shipped in the package (no download):"
                                    " four single objects, and one image with two objects explained for each.")
@@ -294,6 +324,12 @@ def main(argv=None):
     import matplotlib
     matplotlib.use("Agg")                    # files only: works without a display
     args = build_parser().parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    status = limit_threads(args.threads, sys.argv[1:] if argv is None else list(argv))
+    if status is not None:
+        return status
     try:
         if getattr(args, "seed", 0) < 0:
             raise UsageError(f"--seed must be 0 or more, got {args.seed}")

@@ -187,3 +187,23 @@ def test_very_large_image_is_refused_clearly(tmp_path):
     assert result.returncode == 2
     assert "too large" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_threads_option(monkeypatch, tmp_path):
+    """--threads N: threadpoolctl limits this process where it is installed; without it the command runs again
+    in a child whose environment sets the BLAS thread variables; 0 is refused."""
+    import subprocess
+    import sys
+
+    from attribution import cli
+    result = subprocess.run([sys.executable, "-m", "attribution", "demo", "--threads", "0", "--out",
+                             str(tmp_path / "d.png")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)                 # as if it were not installed
+    for variable in cli.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    assert cli.limit_threads(1, ["demo", "--help"]) == 0                     # the child ran, and said so
+    for variable in cli.THREAD_VARIABLES:
+        monkeypatch.setenv(variable, "1")
+    assert cli.limit_threads(1, ["demo", "--help"]) is None                 # in the child: go on
+    assert cli.limit_threads(None, []) is None
