@@ -39,6 +39,8 @@ def _claims_03(out):
     share = {m: float(v) for m, v in re.findall(r"(\w+): \(3, 3, 64, 64\) share of the map on the object: ([\d.]+)",
                                                  out)}
     assert share["guided"] > share["vanilla"] > share["deconvnet"], share
+    (area,), = _numbers(out, r"the objects cover (\d+)% of the images")
+    assert min(share.values()) > area / 100, "every map beats the chance level"
 
 
 def _claims_04(out):
@@ -68,7 +70,7 @@ def _claims_06(out):
 def _claims_07(out):
     corr = dict((name.strip(), float(c)) for name, c in
                 re.findall(r"(Vanilla Gradient|Guided Backprop)\s+correlation with the photo's edges: ([\d.-]+)", out))
-    assert corr["Guided Backprop"] > corr["Vanilla Gradient"] + 0.05, "Guided Backprop follows the edges"
+    assert corr["Guided Backprop"] > corr["Vanilla Gradient"] + 0.05, "Guided Backprop follows the edges more"
 
 
 def _claims_08(out):
@@ -81,6 +83,11 @@ def _claims_08(out):
         assert re.search(rf"{name}\s+unchanged", out), name
     for name in ("gradient_x_input", "integrated_gradients"):
         assert re.search(rf"{name}.*changes by \d+% of its scale", out), name
+    (shown,), = _numbers(out, r"image 0: the largest \|difference\| is (\d+)% of the largest")
+    assert shown > 50, "the figure's difference panel shows a change of the map's own size"
+    guided = [float(v) for v in re.search(r"guided_backprop\s+Spearman with the trained model's map: ([\d. -]+)",
+                                          out).group(1).split()]
+    assert guided[-1] < guided[0] - 0.3, "Guided Backprop does change under randomization (the text says so)"
 
 
 def _claims_09(out):

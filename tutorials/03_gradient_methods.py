@@ -21,6 +21,7 @@ targets = logits.argmax(axis=1)
 print("predicted:", [SHAPE_CLASSES[t] for t in targets], " true:", [SHAPE_CLASSES[t] for t in labels])
 dout = np.zeros_like(logits)
 dout[np.arange(3), targets] = 1          # d(each image's predicted logit) / d(logits)
+print(f"the objects cover {masks.mean():.0%} of the images: a map spread evenly would put that share on them")
 
 # %% [markdown]
 # ## Vanilla Gradient: `relu_rule="gradient"`

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # 4. Grad-CAM, step by step
 #
-# The eight steps of the recipe (Selvaraju et al. 2017), with the shape of
+# Grad-CAM (Selvaraju et al. 2017) in eight steps, as Molnar's *Interpretable
+# Machine Learning* ("Pixel Attribution") lays out the recipe, with the shape of
 # every array printed. `attribution.grad_cam` does steps 1-6 in a few lines;
 # here each one is its own cell.
 

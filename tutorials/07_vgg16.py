@@ -94,9 +94,11 @@ print("figure:", os.path.join(FIGURES, "07_vgg16.png"))
 
 # %% [markdown]
 # How much of each map is simply the photo's edges? The correlation of each
-# map with the edge strength of the image (a Sobel filter). With random
-# weights the network has learned nothing, yet Guided Backprop still follows
-# the edges closely: it reconstructs the image more than it explains the model.
+# map with the edge strength of the image (a Sobel filter; 0 would be no
+# relation, 1 a map that is the edge image). With random weights the network
+# has learned nothing, yet Guided Backprop's map still correlates with the
+# edges more than the vanilla gradient's does: part of what it shows is the
+# image, not the model.
 
 # %%
 from scipy import ndimage  # noqa: E402
