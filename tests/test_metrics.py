@@ -53,11 +53,15 @@ def case():
 
 def _q(metric_class, net, x, y, a, s=None, **settings):
     """Quantus's scores (its __call__ with the same settings; disable_warnings)."""
-    torch.set_default_dtype(torch.float64)
     np.trapz = getattr(np, "trapz", np.trapezoid)
     call = {k: settings.pop(k) for k in ("softmax", "explain_func") if k in settings}
     metric = metric_class(disable_warnings=True, **settings)
-    return metric(model=net, x_batch=x, y_batch=y, a_batch=a, s_batch=s, device="cpu", **call)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)         # Quantus feeds torch.Tensor(x): float64 only this way
+    try:
+        return metric(model=net, x_batch=x, y_batch=y, a_batch=a, s_batch=s, device="cpu", **call)
+    finally:
+        torch.set_default_dtype(before)            # not for the tests that run after these
 
 
 # --- complexity and localisation: model-free ---

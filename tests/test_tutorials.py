@@ -94,11 +94,23 @@ def _claims_09(out):
     (error_a, error_b), = _numbers(out, r"summation error:\s+\[\s*(\S+)\s+(\S+)\s*\]")
     assert max(abs(error_a), abs(error_b)) < 1e-9, "DeepLIFT sums to delta"
     assert "LRP-0 equals Gradient x Input (of the normalized image): True" in out
-    (grey_a, grey_b), = _numbers(out, r"grey baseline: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    (grey_a, grey_b), = _numbers(out, r"LIME \|coefficient\| on the object / everywhere, grey baseline: "
+                                      r"\[\s*([\d.]+)\s+([\d.]+)\s*\]")
     (mean_a, mean_b), = _numbers(out, r"mean baseline: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
     assert grey_a > mean_a and grey_b > mean_b, "the mean fill hides flat objects"
-    (ratio,), = _numbers(out, r"costs about (\d+) vanilla gradients")
-    assert ratio > 50, "the chapter's speed claim: LIME costs far more than a gradient"
+    (black_logit, top_a, top_b), = _numbers(out, r"black image: circle at logit (\d+); the images' predicted "
+                                                 r"logits: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    assert black_logit > max(top_a, top_b), "the model scores the black image above the real ones"
+    (area,), = _numbers(out, r"the objects cover (\d+)% of the images")
+    (black_a, black_b), = _numbers(out, r"on the object, black baseline: \[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    (dl_grey_a, dl_grey_b), = _numbers(out, r"(?m)^\s+grey baseline:\s+\[\s*([\d.]+)\s+([\d.]+)\s*\]")
+    assert max(black_a, black_b) < 2 * area / 100, "black baseline: about chance on the object"
+    assert min(dl_grey_a, dl_grey_b) > 0.7, "grey baseline: most of the positive attribution on the object"
+    (sum_a, sum_b), = _numbers(out, r"\(F\(x\) - F\(baseline\)\), black: \[\s*(\S+)\s+(\S+)\s*\]")
+    assert sum_a < 0 and sum_b < 0, "the change to explain against black is negative"
+    costs = _numbers(out, r"one LIME sample costs ([\d.]+) vanilla gradients; 1000 samples about (\d+)")
+    assert len(costs) == 2 and all(one < 1 and thousand > 100 for one, thousand in costs), \
+        "the chapter's speed claim: a sample is a fraction of a gradient, 1000 samples hundreds of gradients"
 
 
 def _claims_10(out):

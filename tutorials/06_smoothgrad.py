@@ -53,12 +53,19 @@ for n in counts:
               f"on the object {on_object:.0%}")
 
 # %%
-fig, axes = plt.subplots(len(counts), len(levels), figsize=(2.2 * len(levels), 2.3 * len(counts)))
+fig, axes = plt.subplots(len(counts), len(levels) + 1, figsize=(2.2 * (len(levels) + 1), 2.3 * len(counts)))
 for i, n in enumerate(counts):
-    for j, level in enumerate(levels):
+    axes[i, 0].imshow(images[0].transpose(1, 2, 0))
+    axes[i, 0].contour(masks[0], levels=[0.5], colors="white", linewidths=1)
+    axes[i, 0].set_title(f"the image ({masks[0].mean():.0%} object)", fontsize=9)
+    for j, level in enumerate(levels, start=1):
         axes[i, j].imshow(maps[n, level], cmap="gray")
-        axes[i, j].set_title(f"n={n}, noise={level}", fontsize=9)
-        axes[i, j].axis("off")
+        axes[i, j].contour(masks[0], levels=[0.5], colors="red", linewidths=0.8)
+        axes[i, j].set_title(f"n={n}, noise={level}: {results[n, level][1]:.0%}", fontsize=9)
+for ax in axes.flat:
+    ax.axis("off")
+fig.suptitle("SmoothGrad of the vanilla gradient; outline: the object mask; %: the map's share inside it",
+             fontsize=9)
 fig.tight_layout()
 fig.savefig(os.path.join(FIGURES, "06_smoothgrad.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "06_smoothgrad.png"))
