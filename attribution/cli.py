@@ -306,11 +306,14 @@ def build_parser():
     p.add_argument("--out", default="attribution.png", help="the figure to write (default: %(default)s)")
     p.add_argument("--save-maps", default=None, metavar="FILE.npz", help="also save the raw maps to this .npz")
 
-    p = sub.add_parser("evaluate", help="measure the maps on the shapes model (localization, sanity checks)",
+    p = sub.add_parser("evaluate", help="measure the maps on a shapes model (localization, sanity checks, "
+                                        "the standard metrics)",
                        description="Localization (pointing game, relevance mass and rank) on generated shapes with"
                                    " known masks, class sensitivity on two-object images, the model parameter "
-                                   "randomization test and the input invariance test. Seeded: the same command"
-                                   " prints the same table.")
+                                   "randomization test, the input invariance test, and the standard metrics "
+                                   "(attribution.metrics, equal to Quantus: complexity, localisation, "
+                                   "faithfulness, axiomatic, robustness) as a table and a figure of ranks. "
+                                   "Seeded: the same command prints the same tables.")
     p.add_argument("--model", default="shapes", choices=["shapes", "shapes_resnet"],
                    help="the model: a shipped shapes model, whose object masks are known (default: %(default)s)")
     p.add_argument("--n", type=int, default=12, help="images per measurement (default: %(default)s)")

@@ -12,7 +12,10 @@ On the generated shapes the object's mask is known, so a map can be scored:
   (Spearman rank correlation and SSIM with the original map fall);
 - input invariance (Kindermans et al. 2017): shift the input by a constant and
   compensate in the first layer's bias so that the model is the same
-  function; a reliable map should not change.
+  function; a reliable map should not change;
+- the standard metrics (``attribution.metrics``, equal to Quantus) on the
+  same maps: complexity, localisation, faithfulness, axiomatic, robustness
+  (``standard_metrics``), drawn as ranks per column (``metrics_figure``).
 
 ``attribution evaluate`` runs them all on the shipped model and prints a table.
 """
