@@ -51,9 +51,11 @@ def grad_cam_map(A, G):
 def grad_cam_plus_plus_map(A, G):
     """Grad-CAM++: positive gradients, each position weighted by a = G^2 / (2 G^2 + sum(A) G^3 + 1e-6)
     (0 where G = 0), summed over (h, w)."""
+    # BEGIN SOLUTION cam_weightings.grad_cam_plus_plus(A, G)
     a = G ** 2 / (2 * G ** 2 + _spatial_sum(A) * G ** 3 + 1e-6)
     a = np.where(G != 0, a, 0)
     return np.einsum("nk,nkhw->nhw", (np.maximum(G, 0) * a).sum(axis=(2, 3)), A)
+    # END SOLUTION
 
 
 def xgrad_cam_map(A, G):
@@ -73,7 +75,9 @@ def grad_cam_elementwise_map(A, G):
 
 def layer_cam_map(A, G):
     """LayerCAM: the positive gradient at each position times A, summed over channels."""
+    # BEGIN SOLUTION cam_weightings.layer_cam(A, G)
     return (np.maximum(G, 0) * A).sum(axis=1)
+    # END SOLUTION
 
 
 def first_component(V):

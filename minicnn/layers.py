@@ -253,15 +253,23 @@ class ReLU(Layer):
         x = self._cached()
         self._check_dout(dout, x.shape)
         if rule == "gradient":      # Vanilla Gradient (Simonyan et al. 2013)
+            # BEGIN SOLUTION relu_maxpool.relu_backward_gradient(dout, x)
             return dout * (x > 0)
+            # END SOLUTION
         if rule == "deconvnet":     # DeconvNet (Zeiler & Fergus 2014)
+            # BEGIN SOLUTION relu_maxpool.relu_backward_deconvnet(dout, x)
             return dout * (dout > 0)
+            # END SOLUTION
         if rule == "guided":        # Guided Backprop (Springenberg et al. 2015)
+            # BEGIN SOLUTION relu_maxpool.relu_backward_guided(dout, x)
             return dout * ((x > 0) & (dout > 0))
+            # END SOLUTION
         if rule == "rescale":       # DeepLIFT Rescale (Shrikumar et al. 2017): the secant, not the tangent
             x_ref = self._reference(reference)
+            # BEGIN SOLUTION deeplift_lrp.relu_backward_rescale(dout, x, x_ref)
             return dout * np.where(np.abs(x - x_ref) < RESCALE_EPS, x > 0,
                                    secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))
+            # END SOLUTION
         raise ValueError(f"{self.name}: unknown ReLU rule {rule!r}; use one of {RELU_RULES}")
 
     def backprop(self, dout, ctx):

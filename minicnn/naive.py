@@ -31,6 +31,7 @@ def conv2d_backward_naive(dout, x, w, stride=1, padding=0):
     Each output element saw one window, so it sends ``dout * w[f]`` back to
     that window and ``dout * window`` to the weights.
     """
+    # BEGIN SOLUTION conv_backward.conv_backward(dout, x, w, stride, padding)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -47,6 +48,7 @@ def conv2d_backward_naive(dout, x, w, stride=1, padding=0):
                     dw[f] += dout[n, f, i, j] * xp[n, :, rows, cols]
     db = dout.sum(axis=(0, 2, 3))
     return dxp[:, :, padding:padding + H, padding:padding + W], dw, db
+    # END SOLUTION
 
 
 def maxpool2d_forward_naive(x, kernel_size, stride):

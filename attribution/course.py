@@ -1,0 +1,195 @@
+"""The course kit: a student release of this repository, without the answers.
+
+    python -m attribution.course release OUT/ [--source REPO]
+
+As nbgrader does, the instructor's source holds the answers between markers, and the release is generated
+from it (``minicnn/assignments.py`` shows the markers). The release:
+
+- replaces every marked block in the library by a call of the student's own function
+  (``minicnn.assignments.student_solution``): finishing an assignment unlocks what is built on it;
+- leaves out the reference solutions (``tests/solutions/``), the grader and the tests that read either (the
+  grader runs from the instructor's installation: ``python -m attribution.grade ASSIGNMENT FILE``), the git
+  history, caches and compiled files;
+- is checked before it is kept: no marker and no line of a marked block may survive in any file, notebooks
+  and documents included. It is written to a temporary folder next to OUT and renamed, so a failed release
+  leaves nothing behind.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION (?P<assignment>\w+)\.(?P<function>\w+)\((?P<args>.*)\)\s*$")
+END = re.compile(r"^\s*# END SOLUTION\s*$")
+
+# What a student release leaves out: the answers, the grader, the tests that read them, and what is not source.
+LEFT_OUT = ("tests/solutions/", "attribution/grade.py", "attribution/course.py", "tests/test_grading.py",
+            "tests/test_grader_attacks.py", "tests/hostile_submissions.py", "tests/test_course.py")
+NOT_SOURCE = (".git/", "__pycache__/", ".pytest_cache/", "build/", "dist/", ".ipynb_checkpoints/")
+
+
+def source_files(root):
+    """The repository's files (relative paths): git's list of tracked and untracked-but-not-ignored files where
+    ``root`` is a git checkout, else every file under it except caches and compiled files."""
+    root = Path(root)
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--others", "--exclude-standard"],
+                                capture_output=True, text=True, check=True).stdout.splitlines()
+        files = [f for f in listed if (root / f).is_file()]
+    except (OSError, subprocess.CalledProcessError):
+        files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    return sorted(f for f in files if not any(part in f"/{f}" for part in [f"/{n}" for n in NOT_SOURCE])
+                  and not f.endswith((".pyc", ".pyo")) and ".egg-info/" not in f)
+
+
+def strip_solutions(text, name="a file"):
+    """(the text with each marked block replaced by a call of the student's function, [the removed blocks]).
+    ValueError for a marker without its end, or an end without its marker."""
+    out, removed, block = [], [], None
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        start = BEGIN.match(line)
+        if start and block is None:
+            block = (start, [], number)
+            continue
+        if start:
+            raise ValueError(f"{name}:{number}: a BEGIN SOLUTION inside another (line {block[2]})")
+        if END.match(line):
+            if block is None:
+                raise ValueError(f"{name}:{number}: END SOLUTION without its BEGIN SOLUTION")
+            m, body, _ = block
+            out.append(f'{m["indent"]}return student_solution("{m["assignment"]}", "{m["function"]}")'
+                       f'({m["args"]})\n')
+            removed.append("".join(body))
+            block = None
+            continue
+        if block is not None:
+            block[1].append(line)
+        else:
+            out.append(line)
+    if block is not None:
+        raise ValueError(f"{name}:{block[2]}: BEGIN SOLUTION without its END SOLUTION")
+    text = "".join(out)
+    if removed and "student_solution" not in text.split("def ", 1)[0]:
+        text = _import_student_solution(text)
+    return text, removed
+
+
+def _import_student_solution(text):
+    """The module's text with ``from minicnn.assignments import student_solution`` after its first imports."""
+    lines = text.splitlines(keepends=True)
+    last_import = max((i for i, line in enumerate(lines) if line.startswith(("import ", "from "))), default=-1)
+    lines.insert(last_import + 1, "from minicnn.assignments import student_solution  # a student release\n")
+    return "".join(lines)
+
+
+def _code_lines(text):
+    """The stripped lines of ``text`` that are code (not blank, not a comment)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def telltales(stripped_text, removed):
+    """The lines of a file's removed blocks that would give an answer away if found anywhere: their code lines
+    of 15 characters or more that the file's own remaining code does not also have (a prologue such as
+    ``N, C, H, W = x.shape``, shared with the function beside it, gives nothing away)."""
+    generic = set(_code_lines(stripped_text))
+    return {line for block in removed for line in _code_lines(block) if len(line) >= 15 and line not in generic}
+
+
+def check_release(folder, telltale_lines):
+    """Raise ValueError naming the file if a marker, a compiled file or a telltale line of a graded body
+    (``telltales``) is found anywhere in ``folder``: sources, notebooks and documents alike."""
+    for path in Path(folder).rglob("*"):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix in (".pyc", ".pyo") or "__pycache__" in rel:
+            raise ValueError(f"the release holds a compiled file: {rel}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue                                              # images, weights: no source in them
+        if any(BEGIN.match(line) or END.match(line) for line in text.splitlines()):
+            raise ValueError(f"a solution marker survived in {rel}")
+        if path.suffix == ".ipynb":
+            import json
+            text = "\n".join("".join(c.get("source", "")) for c in json.loads(text).get("cells", []))
+        found = set(_code_lines(text)) & telltale_lines
+        if found:
+            raise ValueError(f"{rel} still holds a line of a graded body: {sorted(found)[0]!r}")
+
+
+STUDENT_NOTE = """# The student release
+
+This copy of minicnn-attribution is made for a course. Some of the library's code is yours to write: the
+functions in `tutorials/assignments/`. Where the library needs one of them (the ReLU rules, DeepLIFT's
+rescale rule, the convolution's backward pass, two CAM weightings), it calls your function; until you have
+written it, the call stops and says which assignment and which file to finish. Each tutorial runs once the
+assignments it builds on are done.
+
+Your instructor grades your files with the course's grader (`python -m attribution.grade ASSIGNMENT FILE`
+on their own installation); it is not part of this copy.
+"""
+
+
+def release(out, source=None):
+    """Write the student release of the repository at ``source`` (default: the one this package is in) to the
+    new folder ``out``. Returns the list of (file, function) blocks replaced."""
+    source = Path(source) if source else Path(__file__).resolve().parent.parent
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists; the release goes to a new folder (nothing is overwritten)")
+    if not (source / "minicnn").is_dir() or not (source / "attribution").is_dir():
+        raise ValueError(f"{source} is not a minicnn-attribution checkout (no minicnn/ and attribution/)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    replaced, telltale_lines = [], set()
+    try:
+        for rel in source_files(source):
+            if any(rel == x or rel.startswith(x) for x in LEFT_OUT):
+                continue
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel.endswith(".py"):
+                text = (source / rel).read_text(encoding="utf-8")
+                text, removed = strip_solutions(text, rel)
+                telltale_lines |= telltales(text, removed)
+                replaced += [(rel, b) for b in removed]
+                target.write_text(text, encoding="utf-8")
+            else:
+                shutil.copy2(source / rel, target)
+        if not replaced:
+            raise ValueError(f"no marked solution blocks in {source}: nothing to release")
+        (staging / "STUDENT_RELEASE.md").write_text(STUDENT_NOTE, encoding="utf-8")
+        check_release(staging, telltale_lines)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return replaced
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m attribution.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("release", help="write the student release to a new folder")
+    p.add_argument("out", help="the new folder")
+    p.add_argument("--source", default=None, help="the instructor's checkout (default: this package's)")
+    args = parser.parse_args(argv)
+    try:
+        replaced = release(args.out, args.source)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    files = sorted({rel for rel, _ in replaced})
+    print(f"wrote {Path(args.out).resolve()}: {len(replaced)} graded bodies replaced in {', '.join(files)}; "
+          f"no reference solutions, grader or history")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

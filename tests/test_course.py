@@ -1,0 +1,90 @@
+"""Issue 24: the student release. No graded body survives in it; the library calls the student's own
+functions where the bodies were, says which assignment unlocks a call, and works once the assignment is done."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attribution.course import check_release, release, strip_solutions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "student"
+    replaced = release(out, ROOT)
+    return out, replaced
+
+
+def _run(code, release_root, cwd):
+    env = dict(os.environ, PYTHONPATH=str(release_root), MPLBACKEND="Agg", MINICNN_QUICK="1",
+               TUTORIAL_FIGURES=str(cwd))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300)
+
+
+def test_the_release_holds_no_answer(student):
+    out, replaced = student
+    assert len(replaced) >= 7 and {rel for rel, _ in replaced} >= {"minicnn/layers.py", "minicnn/naive.py",
+                                                                   "attribution/cam_family.py"}
+    for gone in ("tests/solutions", "attribution/grade.py", "tests/test_grading.py", ".git"):
+        assert not (out / gone).exists(), gone
+    assert not list(out.rglob("*.pyc")) and not list(out.rglob("__pycache__"))
+    layers = (out / "minicnn" / "layers.py").read_text()
+    assert "return dout * (x > 0)\n" not in layers and 'student_solution("relu_maxpool"' in layers
+    answers = ["return dout * (x > 0)", "return dout * (dout > 0)", "return dout * ((x > 0) & (dout > 0))",
+               "dxp[n, :, rows, cols] += dout[n, f, i, j] * w[f]", "dw[f] += dout[n, f, i, j] * xp[n, :, rows, cols]",
+               "return (np.maximum(G, 0) * A).sum(axis=1)", "a = np.where(G != 0, a, 0)",
+               "secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))"]
+    for block in (b for _, b in replaced):                       # the list covers every removed block
+        assert any(answer in block for answer in answers), block
+    for path in (p for p in out.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb", ".md", ".txt")):
+        text = path.read_text(encoding="utf-8")                 # anywhere: sources, notebooks, documents
+        assert not [a for a in answers if a in text], path
+
+
+def test_a_call_names_the_assignment_that_unlocks_it_and_works_once_it_is_done(student, tmp_path):
+    out, _ = student
+    release_root = tmp_path / "student"
+    shutil.copytree(out, release_root)
+    code = ("import numpy as np, attribution as attr\nfrom minicnn.models import shapes_net\n"
+            "from minicnn.data import make_shapes\nx, _, _ = make_shapes(2, seed=0)\n"
+            "np.save('g.npy', attr.vanilla_gradient(shapes_net(pretrained=True), x, [0, 1]))\n")
+    result = _run(code, release_root, tmp_path)
+    assert result.returncode != 0 and "relu_backward_gradient (assignment relu_maxpool)" in result.stderr
+    assert "a_relu_maxpool.py" in result.stderr
+    shutil.copy(ROOT / "tests" / "solutions" / "a_relu_maxpool.py",
+                release_root / "tutorials" / "assignments" / "a_relu_maxpool.py")      # the student's work
+    result = _run(code, release_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import attribution as attr
+    from minicnn.data import make_shapes
+    from minicnn.models import shapes_net
+    x, _, _ = make_shapes(2, seed=0)
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), attr.vanilla_gradient(shapes_net(pretrained=True),
+                                                                                      x, [0, 1]))
+    tutorial = (release_root / "tutorials" / "03_gradient_methods.py").read_text()     # a tutorial runs again
+    result = _run(tutorial, release_root, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_markers_must_pair_and_leaks_are_caught(tmp_path):
+    text = "def f(x):\n    # BEGIN SOLUTION relu_maxpool.relu_backward_gradient(x, x)\n    return x * 2\n"
+    with pytest.raises(ValueError, match="without its END"):
+        strip_solutions(text, "f.py")
+    with pytest.raises(ValueError, match="without its BEGIN"):
+        strip_solutions("    # END SOLUTION\n", "g.py")
+    stripped, removed = strip_solutions(text + "    # END SOLUTION\n", "f.py")
+    assert 'return student_solution("relu_maxpool", "relu_backward_gradient")(x, x)' in stripped
+    assert removed == ["    return x * 2\n"]
+    (tmp_path / "notes.md").write_text("a copy: return dout * (dout > 0) * 3\n")
+    check_release(tmp_path, {"return x * 2 * 3 * 4"})                # nothing of it here
+    with pytest.raises(ValueError, match="notes.md still holds"):
+        check_release(tmp_path, {"a copy: return dout * (dout > 0) * 3"})
+    with pytest.raises(ValueError, match="exists"):
+        release(tmp_path, ROOT)                                       # never over an existing folder
