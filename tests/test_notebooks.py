@@ -41,3 +41,28 @@ def test_notebook_executes(script, tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert any(o.get("name") == "stdout" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_the_install_cell_makes_a_fresh_clone_importable_without_a_restart(tmp_path, monkeypatch):
+    """Where minicnn is not importable yet, the first cell installs the clone it sits in and puts it on sys.path,
+    so the next cell imports it without a kernel restart; outside a clone, with the placeholder address, it
+    says what to ask the instructor."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from make_notebooks import INSTALL_CELL
+    real_find_spec = importlib.util.find_spec
+    calls = []
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "minicnn" and not calls else real_find_spec(name, *a))
+    monkeypatch.setattr(subprocess, "check_call", lambda command: calls.append(command))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(TUTORIALS / "notebooks")                 # inside the clone
+    exec(INSTALL_CELL, {})
+    assert calls and calls[0][-2:] == ["-e", str(TUTORIALS.parent)]
+    assert sys.path[0] == str(TUTORIALS.parent)
+    calls.clear()
+    monkeypatch.chdir(tmp_path)                                # not in a clone
+    with pytest.raises(RuntimeError, match="ask your instructor"):
+        exec(INSTALL_CELL, {})

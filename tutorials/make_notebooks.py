@@ -14,9 +14,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "notebooks"
 
-INSTALL_CELL = '''# Run this cell first. Locally, after `pip install -e .`, it does nothing; in a clone of the repository it
-# installs that clone; on a hosted notebook service it installs from REPOSITORY (your course's copy of it).
-REPOSITORY = "git+https://github.com/YOUR-COURSE/minicnn-attribution"   # the instructor sets this once
+INSTALL_CELL = '''# Run this cell first: it installs the package if this notebook cannot import it yet.
+REPOSITORY = "git+https://github.com/YOUR-COURSE/minicnn-attribution"   # where a hosted service installs from
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -27,8 +27,16 @@ if importlib.util.find_spec("minicnn") is None:
                      and (p / "minicnn").is_dir()), None)
     target = ["-e", str(checkout)] if checkout else [REPOSITORY]
     if not checkout and "YOUR-COURSE" in REPOSITORY:
-        raise RuntimeError("set REPOSITORY above to the URL of your copy of minicnn-attribution")
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *target])'''
+        raise RuntimeError("this notebook is not inside a copy of minicnn-attribution: ask your instructor for "
+                           "the repository's address and put it in REPOSITORY above")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *target])
+    if checkout:
+        sys.path.insert(0, str(checkout))      # usable now, without restarting the kernel
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("minicnn") is None:
+        print("Installed. Restart the kernel (Kernel > Restart), then run the notebook from the top.")
+    else:
+        print("Installed; go on.")'''
 
 
 def notebook(script):
