@@ -88,3 +88,11 @@ def test_markers_must_pair_and_leaks_are_caught(tmp_path):
         check_release(tmp_path, {"a copy: return dout * (dout > 0) * 3"})
     with pytest.raises(ValueError, match="exists"):
         release(tmp_path, ROOT)                                       # never over an existing folder
+
+
+def test_every_assignment_has_its_student_file_and_the_grader_knows_it():
+    from attribution.grade import ASSIGNMENTS
+    from minicnn.assignments import FILES, assignments_folder
+    assert set(FILES) == set(ASSIGNMENTS)
+    for assignment, name in FILES.items():
+        assert (assignments_folder() / name).is_file(), name
