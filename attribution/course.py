@@ -7,6 +7,8 @@ from it (``minicnn/assignments.py`` shows the markers). The release:
 
 - replaces every marked block in the library by a call of the student's own function
   (``minicnn.assignments.student_solution``): finishing an assignment unlocks what is built on it;
+- removes the instructor's answers to the written questions of the tutorials and assignments (between
+  ``BEGIN ANSWER`` and ``END ANSWER`` lines, in scripts and notebooks alike);
 - leaves out the reference solutions (``tests/solutions/``), the grader and the tests that read either (the
   grader runs from the instructor's installation: ``python -m attribution.grade ASSIGNMENT FILE``), the git
   history, caches and compiled files;
@@ -25,6 +27,11 @@ from pathlib import Path
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION (?P<assignment>\w+)\.(?P<function>\w+)\((?P<args>.*)\)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
+# An instructor's answer to a written question, in a tutorial's or an assignment's text (a markdown cell of
+# a `# %%` script, where the lines start with "# ", or of a notebook, where they do not).
+BEGIN_ANSWER = re.compile(r"^\s*(# )?BEGIN ANSWER\s*$")
+END_ANSWER = re.compile(r"^\s*(# )?END ANSWER\s*$")
+ANSWER_LEFT = "(Your answer. The instructor's is not in this copy.)"
 
 # What a student release leaves out: the answers, the grader, the tests that read them, and what is not source.
 LEFT_OUT = ("tests/solutions/", "attribution/grade.py", "attribution/course.py", "tests/test_grading.py",
@@ -78,6 +85,44 @@ def strip_solutions(text, name="a file"):
     return text, removed
 
 
+def strip_answers(text, name="a file"):
+    """(the text with each BEGIN ANSWER ... END ANSWER block replaced by one line asking for the student's
+    answer, [the removed answers]). ValueError for an unpaired marker."""
+    out, removed, block = [], [], None
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        if BEGIN_ANSWER.match(line):
+            if block is not None:
+                raise ValueError(f"{name}:{number}: a BEGIN ANSWER inside another (line {block[1]})")
+            block = ([], number, BEGIN_ANSWER.match(line).group(1) or "")
+            continue
+        if END_ANSWER.match(line):
+            if block is None:
+                raise ValueError(f"{name}:{number}: END ANSWER without its BEGIN ANSWER")
+            out.append(f"{block[2]}{ANSWER_LEFT}\n")
+            removed.append("".join(block[0]))
+            block = None
+            continue
+        (block[0] if block is not None else out).append(line)
+    if block is not None:
+        raise ValueError(f"{name}:{block[1]}: BEGIN ANSWER without its END ANSWER")
+    return "".join(out), removed
+
+
+def strip_notebook_answers(data, name="a notebook"):
+    """A notebook's JSON text with the answers removed from every cell (``strip_answers``), and the answers."""
+    import json
+    nb = json.loads(data)
+    removed = []
+    for cell in nb.get("cells", []):
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else source
+        stripped, answers = strip_answers(text, name)
+        if answers:
+            cell["source"] = stripped
+            removed += answers
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n", removed
+
+
 def _import_student_solution(text):
     """The module's text with ``from minicnn.assignments import student_solution`` after its first imports."""
     lines = text.splitlines(keepends=True)
@@ -91,12 +136,20 @@ def _code_lines(text):
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-def telltales(stripped_text, removed):
-    """The lines of a file's removed blocks that would give an answer away if found anywhere: their code lines
-    of 15 characters or more that the file's own remaining code does not also have (a prologue such as
-    ``N, C, H, W = x.shape``, shared with the function beside it, gives nothing away)."""
-    generic = set(_code_lines(stripped_text))
-    return {line for block in removed for line in _code_lines(block) if len(line) >= 15 and line not in generic}
+def _all_lines(text):
+    """Every non-blank line of ``text``, stripped, a leading comment sign too (a markdown line of a script)."""
+    return [line.strip().lstrip("#").strip() for line in text.splitlines() if line.strip().lstrip("#").strip()]
+
+
+def telltales(stripped_text, removed, prose=False):
+    """The lines of a file's removed blocks that would give an answer away if found anywhere: their lines of 15
+    characters or more (code lines; with ``prose``, the answers' text lines, of 25 or more) that the file's
+    remaining text does not also have (a prologue such as ``N, C, H, W = x.shape``, shared with the function
+    beside it, gives nothing away)."""
+    generic = set(_all_lines(stripped_text))
+    lines = (_all_lines if prose else _code_lines)
+    return {line for block in removed for line in lines(block)
+            if len(line) >= (25 if prose else 15) and line not in generic}
 
 
 def check_release(folder, telltale_lines):
@@ -112,12 +165,12 @@ def check_release(folder, telltale_lines):
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue                                              # images, weights: no source in them
-        if any(BEGIN.match(line) or END.match(line) for line in text.splitlines()):
-            raise ValueError(f"a solution marker survived in {rel}")
+        if any(m.match(line) for line in text.splitlines() for m in (BEGIN, END, BEGIN_ANSWER, END_ANSWER)):
+            raise ValueError(f"a solution or answer marker survived in {rel}")
         if path.suffix == ".ipynb":
             import json
             text = "\n".join("".join(c.get("source", "")) for c in json.loads(text).get("cells", []))
-        found = set(_code_lines(text)) & telltale_lines
+        found = set(_all_lines(text)) & telltale_lines
         if found:
             raise ValueError(f"{rel} still holds a line of a graded body: {sorted(found)[0]!r}")
 
@@ -158,6 +211,12 @@ def release(out, source=None):
                 text, removed = strip_solutions(text, rel)
                 telltale_lines |= telltales(text, removed)
                 replaced += [(rel, b) for b in removed]
+                text, answers = strip_answers(text, rel)
+                telltale_lines |= telltales(text, answers, prose=True)
+                target.write_text(text, encoding="utf-8")
+            elif rel.endswith(".ipynb"):
+                text, answers = strip_notebook_answers((source / rel).read_text(encoding="utf-8"), rel)
+                telltale_lines |= telltales(text, answers, prose=True)
                 target.write_text(text, encoding="utf-8")
             else:
                 shutil.copy2(source / rel, target)

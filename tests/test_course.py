@@ -96,3 +96,24 @@ def test_every_assignment_has_its_student_file_and_the_grader_knows_it():
     assert set(FILES) == set(ASSIGNMENTS)
     for assignment, name in FILES.items():
         assert (assignments_folder() / name).is_file(), name
+
+
+def test_the_answers_to_the_questions_stay_with_the_instructor(student):
+    out, _ = student
+    for rel in ("tutorials/11_cam_family.py", "tutorials/notebooks/11_cam_family.ipynb",
+                "tutorials/12_can_we_trust_the_map.py", "tutorials/notebooks/12_can_we_trust_the_map.ipynb"):
+        ours, theirs = (ROOT / rel).read_text(encoding="utf-8"), (out / rel).read_text(encoding="utf-8")
+        assert "BEGIN ANSWER" in ours and "BEGIN ANSWER" not in theirs, rel
+        assert "The instructor's is not in this copy" in theirs, rel
+    text = (out / "tutorials" / "11_cam_family.py").read_text()
+    assert "never subtracts a channel" not in text and "Why are Grad-CAM, HiResCAM and XGrad-CAM equal" in text
+    import json
+    json.loads((out / "tutorials" / "notebooks" / "12_can_we_trust_the_map.ipynb").read_text())   # still a notebook
+
+
+def test_answer_markers_must_pair():
+    from attribution.course import strip_answers
+    with pytest.raises(ValueError, match="without its END ANSWER"):
+        strip_answers("# BEGIN ANSWER\n# yes\n", "t.py")
+    with pytest.raises(ValueError, match="without its BEGIN ANSWER"):
+        strip_answers("END ANSWER\n", "t.md")

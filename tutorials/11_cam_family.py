@@ -351,14 +351,48 @@ print(f"positive Grad-CAM on ResNet layer2: {on_object(mine):.0%} of the heat on
 #
 # 1. Why are Grad-CAM, HiResCAM and XGrad-CAM equal at `layer4` but not at
 #    `layer2`? Which layer of the VGG-style net would make them equal?
+# BEGIN ANSWER
+#    After `layer4` come a *global* average pool and a linear layer, so the
+#    gradient at `layer4` is the same at every position: averaging it changes
+#    nothing, and XGrad-CAM's sum(G A) / sum(A) is that constant too. Before
+#    `layer2`'s output reaches the pool it passes later convolutions and
+#    ReLUs, and the gradient varies from position to position. No layer of
+#    the VGG-style net does it: its average pool keeps a 4x4 grid and the
+#    classifier has a weight for each cell, so the gradient varies across the
+#    grid (at `features.14` it is constant only inside each 2x2 block the pool
+#    merges).
+# END ANSWER
 # 2. A channel has a negative Grad-CAM weight. What does it do to the
 #    Grad-CAM map, and to the Grad-CAM++ map?
+# BEGIN ANSWER
+#    In Grad-CAM it is subtracted: where that channel is active the weighted
+#    sum is lowered, possibly below 0, where the ReLU cuts it. Grad-CAM++
+#    weighs a channel by relu(G) only, so a channel whose gradient is negative
+#    everywhere gets weight 0 (the tutorial checks it at `layer4`): Grad-CAM++
+#    never subtracts a channel.
+# END ANSWER
 # 3. Eigen-CAM puts the most heat on the object here. Why is that not
 #    evidence that it explains the model's decision? (Hint: run it for a
 #    class the model did not predict.)
+# BEGIN ANSWER
+#    It reads no gradient and no target: its map is the same for every class
+#    (printed above). It shows where the layer's activations vary most, which
+#    on these one-object images is the object, whatever the model decides. On
+#    two-object images (`attribution evaluate`) its class sensitivity is 0.50,
+#    chance.
+# END ANSWER
 # 4. Score-CAM with logits lights up the background on this model. What
 #    property of the model causes it, and would it on a model trained with
 #    black images labelled "nothing"?
+# BEGIN ANSWER
+#    The masked copies are mostly black, and this model calls a black image a
+#    circle with a logit (175) above any real image's; the softmax over the
+#    channels then gives the weight to the channels that black out most of the
+#    image, those active off the object. A model that had learned black
+#    images as "nothing" would give them low logits for every shape, so the
+#    masked copies would score by what they keep; the effect should vanish (a
+#    question to test, not a measured fact here).
+# END ANSWER
 #
 # Then write `layer_cam` and `grad_cam_plus_plus` in
 # `tutorials/assignments/f_cam_weightings.py` and grade them:

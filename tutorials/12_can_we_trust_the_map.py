@@ -185,11 +185,34 @@ print("figure:", os.path.join(FIGURES, "12_fragility.png"))
 #
 # 1. Pixel flipping barely separates the methods from a random map here. What
 #    property of the model makes that so? Would a "blur" baseline help?
+# BEGIN ANSWER
+#    The prediction collapses after a few black pixels wherever they are: the
+#    black patches are themselves far from the images the model was trained
+#    on, so every curve falls within its first steps and the area hardly
+#    depends on the order. Removing information without that artefact helps:
+#    the README's insertion curve, which puts pixels back into a *blurred*
+#    copy, separates the methods from a random map (0.90-0.95 against 0.71).
+# END ANSWER
 # 2. Which of the six methods would you trust after section 2, and why is
 #    passing the shift test not enough (hint: Guided Backprop passes it)?
+# BEGIN ANSWER
+#    The shift rules out Gradient x Input and Integrated Gradients with a
+#    black baseline (their maps depend on where zero is) and moves LRP a
+#    little; the vanilla gradient, Guided Backprop and Grad-CAM pass. Passing
+#    is necessary, not sufficient: Guided Backprop passes, yet its map hardly
+#    depends on the model's parameters (tutorial 8) nor on the class
+#    (tutorial 5).
+# END ANSWER
 # 3. The fragility search uses no second derivatives. Why would the gradient
 #    of the map's change be hard to compute for the vanilla gradient of a
 #    ReLU network?
+# BEGIN ANSWER
+#    A ReLU network is piecewise linear, so its input gradient is piecewise
+#    constant: the derivative of the map with respect to the input is 0
+#    almost everywhere and undefined where a unit switches. A gradient search
+#    gets no signal; Ghorbani et al. replace the ReLUs by softplus to attack
+#    it, this search tries directions instead.
+# END ANSWER
 # 4. Write `pixel_flipping` in `tutorials/assignments/g_pixel_flipping.py`
 #    and grade it: `python -m attribution.grade pixel_flipping
 #    tutorials/assignments/g_pixel_flipping.py`.
