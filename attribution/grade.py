@@ -878,6 +878,7 @@ def check_options(timeout=FUNCTION_TIMEOUT, seed=0, submission_timeout=SUBMISSIO
 
 
 GRADED_SUFFIXES = (".py", ".ipynb")
+INSTALL_CELL_START = "# Run this cell first"          # the first line of the notebooks' install cell
 
 
 def notebook_source(data, name="the notebook"):
@@ -896,6 +897,8 @@ def notebook_source(data, name="the notebook"):
             continue
         text = cell.get("source", "")
         text = "".join(text) if isinstance(text, list) else str(text)
+        if text.startswith(INSTALL_CELL_START):
+            continue                            # the notebooks' install cell: set-up, not the student's code
         lines = ["# " + line if line.lstrip().startswith(("!", "%")) else line for line in text.splitlines()]
         parts.append("\n".join(lines))
     return ("\n\n".join(parts) + "\n").encode("utf-8")

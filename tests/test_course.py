@@ -101,7 +101,8 @@ def test_every_assignment_has_its_student_file_and_the_grader_knows_it():
 def test_the_answers_to_the_questions_stay_with_the_instructor(student):
     out, _ = student
     for rel in ("tutorials/11_cam_family.py", "tutorials/notebooks/11_cam_family.ipynb",
-                "tutorials/12_can_we_trust_the_map.py", "tutorials/notebooks/12_can_we_trust_the_map.ipynb"):
+                "tutorials/12_can_we_trust_the_map.py", "tutorials/notebooks/12_can_we_trust_the_map.ipynb",
+                "tutorials/assignments/a_relu_maxpool.py", "tutorials/assignments/notebooks/f_cam_weightings.ipynb"):
         ours, theirs = (ROOT / rel).read_text(encoding="utf-8"), (out / rel).read_text(encoding="utf-8")
         assert "BEGIN ANSWER" in ours and "BEGIN ANSWER" not in theirs, rel
         assert "The instructor's is not in this copy" in theirs, rel

@@ -1,6 +1,7 @@
 """Issue 13: the notebooks are generated from the `# %%` scripts (so the two cannot drift), and every
 notebook executes. Needs the notebooks extra (pip install -e ".[notebooks]"), which CI installs."""
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -66,3 +67,47 @@ def test_the_install_cell_makes_a_fresh_clone_importable_without_a_restart(tmp_p
     monkeypatch.chdir(tmp_path)                                # not in a clone
     with pytest.raises(RuntimeError, match="ask your instructor"):
         exec(INSTALL_CELL, {})
+
+
+ASSIGNMENT_SCRIPTS = sorted((TUTORIALS / "assignments").glob("[a-z]_*.py"))
+
+
+@pytest.mark.parametrize("script", ASSIGNMENT_SCRIPTS, ids=[s.stem for s in ASSIGNMENT_SCRIPTS])
+def test_each_assignment_has_its_notebook_regenerated_with_questions(script):
+    import make_notebooks
+    committed = TUTORIALS / "assignments" / "notebooks" / (script.stem + ".ipynb")
+    assert committed.exists(), f"run: python tutorials/make_notebooks.py ({committed.name} is missing)"
+    assert committed.read_text(encoding="utf-8") == make_notebooks.text(make_notebooks.assignment_notebook(script))
+    text = committed.read_text(encoding="utf-8")
+    assert "## Questions" in text and text.count("BEGIN ANSWER") >= 2 and "python -m attribution.grade" in text
+    assert sorted(p.stem for p in committed.parent.glob("*.ipynb")) == [s.stem for s in ASSIGNMENT_SCRIPTS]
+
+
+@pytest.mark.parametrize("script", ASSIGNMENT_SCRIPTS, ids=[s.stem for s in ASSIGNMENT_SCRIPTS])
+def test_an_assignment_notebook_is_graded_from_its_cells(script, tmp_path):
+    """The stub notebook scores 0 ("not implemented"); the same notebook with the reference solution's functions
+    in its cells scores full marks: the install cell and the markdown are not graded."""
+    import ast
+    import io
+
+    import nbformat
+
+    from attribution.grade import grade
+    from minicnn.assignments import FILES
+    assignment = next(a for a, f in FILES.items() if f == script.name)
+    nb = nbformat.read(TUTORIALS / "assignments" / "notebooks" / (script.stem + ".ipynb"), as_version=4)
+    report = grade(assignment, TUTORIALS / "assignments" / "notebooks" / (script.stem + ".ipynb"), out=io.StringIO())
+    assert all(p == 0 and "not implemented" in (e or "") for p, _, e in report.values())
+    solution = (TUTORIALS.parent / "tests" / "solutions" / script.name).read_text()
+    bodies = {n.name: ast.get_source_segment(solution, n) for n in ast.parse(solution).body
+              if isinstance(n, ast.FunctionDef)}
+    header = "\n".join(ast.get_source_segment(solution, n) for n in ast.parse(solution).body
+                       if isinstance(n, (ast.Import, ast.ImportFrom)))
+    for cell in nb.cells:
+        found = re.search(r"^def (\w+)", cell.source, re.M) if cell.cell_type == "code" else None
+        if found and found.group(1) in bodies:
+            cell.source = header + "\n\n\n" + bodies[found.group(1)]
+    path = tmp_path / (script.stem + ".ipynb")
+    nbformat.write(nb, str(path))
+    report = grade(assignment, path, out=io.StringIO())
+    assert all(p == t and e is None for p, t, e in report.values()), report

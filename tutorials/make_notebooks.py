@@ -1,4 +1,5 @@
-"""Write tutorials/notebooks/NN_name.ipynb from each tutorials/NN_name.py (the `# %%` script is the source;
+"""Write tutorials/notebooks/NN_name.ipynb from each tutorials/NN_name.py, and
+tutorials/assignments/notebooks/x_name.ipynb from each assignment (the `# %%` script is the source;
 the notebook is generated, without outputs, so the two cannot drift: tests/test_notebooks.py regenerates and
 compares).
 
@@ -64,11 +65,42 @@ def scripts():
     return sorted(HERE.glob("[0-9][0-9]_*.py"))
 
 
+ASSIGNMENTS = HERE / "assignments"
+ASSIGNMENTS_OUT = ASSIGNMENTS / "notebooks"
+
+
+def assignment_scripts():
+    return sorted(ASSIGNMENTS.glob("[a-z]_*.py"))
+
+
+def assignment_notebook(script):
+    """An assignment's notebook: the install cell, the assignment's cells (one per function to write, then its
+    questions) and how to grade the notebook itself (the grader reads its code cells, not the install cell)."""
+    import nbformat
+    sys.path.insert(0, str(HERE.parent))
+    try:
+        from minicnn.assignments import FILES
+    finally:
+        sys.path.remove(str(HERE.parent))
+    assignment = next(a for a, f in FILES.items() if f == script.name)
+    nb = notebook(script)
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"## Grading\n\nSave the notebook, then (your instructor runs the same with hidden cases):\n\n"
+        f"    python -m attribution.grade {assignment} tutorials/assignments/notebooks/{script.stem}.ipynb\n\n"
+        f"The grader reads the notebook's code cells (not the first, install cell); `!` and `%` lines are "
+        f"ignored. The `.py` file works the same way."))
+    nb.cells[-1]["id"] = f"cell-{len(nb.cells) - 1}"
+    nb.cells[-1].metadata = {}
+    return nb
+
+
 def main():
     OUT.mkdir(exist_ok=True)
-    for script in scripts():
-        path = OUT / (script.stem + ".ipynb")
-        path.write_text(text(notebook(script)), encoding="utf-8")
+    ASSIGNMENTS_OUT.mkdir(exist_ok=True)
+    written = [(OUT / (s.stem + ".ipynb"), notebook(s)) for s in scripts()]
+    written += [(ASSIGNMENTS_OUT / (s.stem + ".ipynb"), assignment_notebook(s)) for s in assignment_scripts()]
+    for path, nb in written:
+        path.write_text(text(nb), encoding="utf-8")
         print("wrote", path.relative_to(HERE.parent))
     return 0
 

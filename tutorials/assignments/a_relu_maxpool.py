@@ -17,6 +17,7 @@ Use the strict x > 0 (the derivative at exactly 0 is taken as 0). Never modify
 import numpy as np
 
 
+# %%
 def relu_backward_gradient(dout, x):
     """Vanilla Gradient rule.
 
@@ -27,6 +28,7 @@ def relu_backward_gradient(dout, x):
     raise NotImplementedError
 
 
+# %%
 def relu_backward_deconvnet(dout, x):
     """DeconvNet rule: only the backward signal decides what passes.
 
@@ -35,6 +37,7 @@ def relu_backward_deconvnet(dout, x):
     raise NotImplementedError
 
 
+# %%
 def relu_backward_guided(dout, x):
     """Guided Backprop rule: both the forward input and the backward signal must be positive.
 
@@ -43,6 +46,7 @@ def relu_backward_guided(dout, x):
     raise NotImplementedError
 
 
+# %%
 def maxpool_backward(dout, x, kernel_size, stride):
     """Backward pass of max pooling (no padding).
 
@@ -54,3 +58,21 @@ def maxpool_backward(dout, x, kernel_size, stride):
     Returns dx: (N, C, H, W).
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. On the textbook's 2x2 example (x = [[1, 0], [-1, -10]], dout = [[0.4, 1.1], [-0.5, -0.1]]),
+#    what does each rule pass on, and which indicator decides?
+# BEGIN ANSWER
+#    Vanilla Gradient passes only 0.4 (x > 0 at the first entry; x = 0 at the second is not > 0).
+#    DeconvNet passes 0.4 and 1.1 (dout > 0, whatever x). Guided Backprop passes only 0.4 (both
+#    conditions). Tutorial 2 prints these.
+# END ANSWER
+# 2. Why must max-pool's backward add (+=) instead of assign (=) when the windows overlap?
+# BEGIN ANSWER
+#    With kernel 3 and stride 2 one input element can be the maximum of two windows. It was used
+#    twice in the forward pass, so by the chain rule its gradient is the sum of what both windows
+#    send back; = keeps only the last window's.
+# END ANSWER

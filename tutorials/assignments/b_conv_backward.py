@@ -15,6 +15,7 @@ Loops are fine: correctness first.
 import numpy as np
 
 
+# %%
 def conv_forward(x, w, b, stride=1, pad=0):
     """x: (N, C, H, W), w: (F, C, KH, KW), b: (F,) -> out: (N, F, H', W'),
     H' = 1 + (H + 2*pad - KH) // stride (same for W). Given: do not change."""
@@ -30,6 +31,7 @@ def conv_forward(x, w, b, stride=1, pad=0):
     return out
 
 
+# %%
 def conv_backward(dout, x, w, stride=1, pad=0):
     """Gradients of the convolution above.
 
@@ -40,3 +42,20 @@ def conv_backward(dout, x, w, stride=1, pad=0):
     shared by all images of the batch and all positions.
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Why are dw and db summed over the images of the batch, while dx keeps one slice per image?
+# BEGIN ANSWER
+#    Every image is convolved with the same weights and bias, so the loss (a sum over images)
+#    depends on them through every image, and their gradients add up. Each image has its own input,
+#    so dx has one slice per image.
+# END ANSWER
+# 2. A numeric gradient check compares with (f(x + h) - f(x - h)) / 2h. Why does it need float64?
+# BEGIN ANSWER
+#    The check's rounding error is about (machine epsilon) / h: around 1e-7 / 1e-5 = 1e-2 relative
+#    in float32, larger than the mistakes it should find; in float64 it is about 1e-11, so a
+#    relative error of 1e-7 is a real discrepancy.
+# END ANSWER

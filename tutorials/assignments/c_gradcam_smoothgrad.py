@@ -14,6 +14,7 @@ Do not use the attribution package: this is where you build it.
 import numpy as np
 
 
+# %%
 def grad_cam(model, x, targets, layer):
     """Grad-CAM map at `layer` for each image.
 
@@ -26,6 +27,7 @@ def grad_cam(model, x, targets, layer):
     raise NotImplementedError
 
 
+# %%
 def smoothgrad(model, x, targets, noise_level, noise):
     """SmoothGrad of the vanilla gradient.
 
@@ -35,3 +37,21 @@ def smoothgrad(model, x, targets, noise_level, noise):
     Returns the mean over samples s of d(target logit)/dx at x + sigma_n * noise[:, s]: (N, C, H, W).
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Grad-CAM averages the gradient over (h, w). What would summing it instead change in the map,
+#    and why does the grader still reject it?
+# BEGIN ANSWER
+#    Every weight would be h*w times larger: the same map, scaled by h*w (the ReLU keeps the same
+#    positions). It is rejected because Grad-CAM is defined with the mean, and a scale that depends
+#    on the layer's size makes maps of different layers incomparable.
+# END ANSWER
+# 2. Why does SmoothGrad take sigma from each image's range instead of one sigma for the batch?
+# BEGIN ANSWER
+#    Smilkov et al. define the noise level relative to the image's own range (max - min): the same
+#    noise level perturbs a low-contrast image as much, relatively, as a high-contrast one. One
+#    batch-wide sigma would drown the low-contrast image and barely touch the other.
+# END ANSWER

@@ -13,6 +13,7 @@ Do not use attribution.lrp or attribution.deeplift: this is where you build them
 import numpy as np
 
 
+# %%
 def relu_backward_rescale(dout, x, x_ref):
     """DeepLIFT's Rescale rule at a ReLU: the secant slope instead of the gradient.
 
@@ -24,6 +25,7 @@ def relu_backward_rescale(dout, x, x_ref):
     raise NotImplementedError
 
 
+# %%
 def lrp_epsilon(layer, a, R, eps):
     """LRP-epsilon through one Conv2d or Linear layer, in Montavon's four steps.
 
@@ -38,6 +40,7 @@ def lrp_epsilon(layer, a, R, eps):
     raise NotImplementedError
 
 
+# %%
 def lrp_zplus(layer, a, R, eps=1e-9):
     """LRP z+ (the Deep Taylor rule for ReLU inputs) through one Conv2d or Linear layer.
 
@@ -46,3 +49,20 @@ def lrp_zplus(layer, a, R, eps=1e-9):
     Returns R_in, shaped like a, in a's dtype.
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Why does the rescale rule fall back to the gradient where |x - x_ref| < 1e-10?
+# BEGIN ANSWER
+#    The secant (relu(x) - relu(x_ref)) / (x - x_ref) divides by almost 0 there, and rounding makes
+#    it meaningless; its limit as x_ref tends to x is the derivative, 1 where x > 0 and 0 where x <
+#    0, which is the gradient rule.
+# END ANSWER
+# 2. Why is the stabilizer eps * sign(z), with sign(0) = +1, and not simply + eps?
+# BEGIN ANSWER
+#    It must move z away from 0: adding +eps to a negative z close to -eps would bring it to about
+#    0, and R / z would blow up and change sign. eps * sign(z) keeps the sign of z and makes |z| at
+#    least eps; sign(0) = +1 because np.sign(0) = 0 would leave z = 0.
+# END ANSWER

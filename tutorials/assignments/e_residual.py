@@ -17,6 +17,7 @@ that come back to it?). Tutorial 10, "Skip connections", works them out on numbe
 import numpy as np
 
 
+# %%
 def residual_backward(dout, s, body_backward, shortcut_backward):
     """The gradient at a residual block's input x, from the gradient at its output.
 
@@ -27,3 +28,20 @@ def residual_backward(dout, s, body_backward, shortcut_backward):
     Returns dx: (N, C_in, H_in, W_in), the dtype of dout.
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Why is the gradient at the block's input the sum of the two branches' gradients?
+# BEGIN ANSWER
+#    x feeds both branches (a fork): the output depends on x through both paths, and by the
+#    multivariate chain rule the derivative is the sum over the paths.
+# END ANSWER
+# 2. The gradient copies the same g to both summands of body(x) + shortcut(x). Why does LRP need a
+#    different rule at that sum?
+# BEGIN ANSWER
+#    Relevance is meant to be conserved. Copying it to both summands doubles it at every block
+#    (tutorial 10 prints the doubling); LRP splits it between the summands in proportion to their
+#    values instead, so the total stays that of the output.
+# END ANSWER

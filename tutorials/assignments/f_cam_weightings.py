@@ -19,6 +19,7 @@ Do not use the attribution package: this is where you build it.
 import numpy as np
 
 
+# %%
 def layer_cam(A, G):
     """LayerCAM (Jiang et al. 2021): no averaging, each position keeps its own weight.
 
@@ -28,6 +29,7 @@ def layer_cam(A, G):
     raise NotImplementedError
 
 
+# %%
 def grad_cam_plus_plus(A, G):
     """Grad-CAM++ (Chattopadhay et al. 2018), as pytorch-grad-cam computes it.
 
@@ -37,3 +39,19 @@ def grad_cam_plus_plus(A, G):
     map[n] = ReLU( sum over k of w_k * A[n, k] ). Returns (N, h, w).
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. When do LayerCAM and HiResCAM give the same map?
+# BEGIN ANSWER
+#    Where the gradient is not negative wherever the activations are not zero: then relu(G) * A = G
+#    * A at every position, and the sums over the channels agree (before and after the final ReLU).
+# END ANSWER
+# 2. The worked example has G = -1 in a channel whose activations sum to S = 2. What happens to
+#    Grad-CAM++'s a there without the 1e-6, and why does the map not need that position?
+# BEGIN ANSWER
+#    2 G^2 + S G^3 = 2 - 2 = 0, so a divides by zero (inf or NaN). With the 1e-6, a is finite, and
+#    relu(G) = 0 there, so the position adds nothing to the channel's weight.
+# END ANSWER

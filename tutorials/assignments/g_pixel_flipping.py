@@ -11,6 +11,7 @@ you are done: do not use the attribution package here.
 import numpy as np
 
 
+# %%
 def pixel_flipping(model, x, y, a, features_in_step):
     """The target's probability as the most relevant features are removed, a few at a time.
 
@@ -26,3 +27,23 @@ def pixel_flipping(model, x, y, a, features_in_step):
     Returns the curve (N, ceil(C*H*W / k)); no point for the untouched image; x's dtype for the model.
     """
     raise NotImplementedError
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Quantus takes 'black' as the image's minimum, not 0. When do the two differ, and which choice
+#    is more faithful to 'removing' a pixel?
+# BEGIN ANSWER
+#    They differ when the image has no black pixel (its minimum is above 0), or when the image is
+#    normalized so that 0 is mid-grey. Neither removes information the way the model would see
+#    'absent': both put values the model may never have seen. That is why a baseline is a choice to
+#    report, as DeepLIFT's.
+# END ANSWER
+# 2. A random map does about as well as real maps in pixel flipping on the shapes model (tutorial
+#    12). What does that say about the metric on this model, and what would you try?
+# BEGIN ANSWER
+#    The curve falls after a few black pixels whatever their order, so it measures how the model
+#    reacts to black pixels rather than the ranking. Try a baseline closer to the data (a blurred
+#    copy, as the insertion curve does), or report the curve against the random map's.
+# END ANSWER
