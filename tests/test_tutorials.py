@@ -196,6 +196,14 @@ def test_there_are_twelve_tutorials_with_cells():
         assert path.read_text().count("# %%") >= 4, path.name
 
 
+def test_every_tutorial_ends_with_questions_and_the_instructors_answers():
+    for path in TUTORIALS:
+        text = path.read_text()
+        assert "# ## Questions" in text or "# ## Exercises" in text, path.name
+        assert text.count("# BEGIN ANSWER") >= 2 and text.count("# BEGIN ANSWER") == text.count("# END ANSWER"), \
+            path.name
+
+
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_and_its_claims_hold(tmp_path, path):
     env = dict(os.environ, MPLBACKEND="Agg", MINICNN_QUICK="1", TUTORIAL_FIGURES=str(tmp_path),

@@ -111,3 +111,25 @@ print("shifted rows vs the definition, rel. error:",
       mc.rel_error(by_rows, conv2d_forward_naive(x_wide, w16, None, 1, 1)))
 print("copies of a 48x48x16 image: im2col", 9 * 16 * 48 * 48, "numbers, shifted rows", 3 * 16 * 50 * 50)
 print("Conv2d uses shifted rows here:", conv_ops.shifted_pays(16, 3, 3, 48))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. The fast convolution agrees with the naive loops to rounding. Why is that
+#    not enough, and what does the numeric gradient check add?
+# BEGIN ANSWER
+#    The naive loops are the definition of the forward pass, so agreement
+#    shows that the fast route computes the same function. A backward pass
+#    could still be wrong in both, written from the same mistaken formula; the
+#    numeric check compares the backward pass with finite differences of the
+#    forward pass itself, so it tests the backward against the definition.
+# END ANSWER
+# 2. With padding, the backward pass is computed on the padded input and then
+#    cropped. Why is cropping right?
+# BEGIN ANSWER
+#    The padded border holds constants that are not inputs of the layer: the
+#    gradient that arrives there belongs to no input, so it is dropped; the
+#    gradient of each real input is what arrived at its position in the padded
+#    array.
+# END ANSWER

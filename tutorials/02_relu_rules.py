@@ -70,3 +70,23 @@ for ax in axes:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "02_relu_rules.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "02_relu_rules.png"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Why can Guided Backprop never pass more units than the Vanilla Gradient
+#    or DeconvNet rule?
+# BEGIN ANSWER
+#    It passes a unit only where both of their conditions hold (x > 0 and dout
+#    > 0), so the units it passes are a subset of each rule's; the printed
+#    shares show it passing the fewest.
+# END ANSWER
+# 2. DeconvNet's ReLU rule never looks at x. Does its map then not depend on
+#    the forward pass at all?
+# BEGIN ANSWER
+#    It still does, through the other layers: the max-pools route the backward
+#    signal to the positions that won in the forward pass, and the
+#    convolutions use the learned weights. Only the ReLUs ignore the forward
+#    activations under DeconvNet's rule.
+# END ANSWER

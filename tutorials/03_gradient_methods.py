@@ -64,3 +64,24 @@ for ax in axes.flat:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "03_gradient_methods.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "03_gradient_methods.png"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Guided Backprop puts the largest share of its map on the object here.
+#    Does that make it the best explanation of the model?
+# BEGIN ANSWER
+#    No. Putting heat on the object is localisation, not faithfulness: Guided
+#    Backprop barely changes with the class (tutorial 5) and keeps its
+#    structure when the model's layers are randomized (tutorial 8); it shows
+#    where the image has edges as much as what the model uses.
+# END ANSWER
+# 2. Why are the maps shown as the largest |gradient| over the colour
+#    channels, following Simonyan et al.?
+# BEGIN ANSWER
+#    The sign of a pixel's gradient says in which direction changing its
+#    colour would raise the score, not how much the pixel matters; the
+#    magnitude, taken as the largest over the three channels, says how
+#    sensitive the score is to that pixel.
+# END ANSWER

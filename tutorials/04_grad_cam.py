@@ -93,3 +93,22 @@ for ax in axes.flat:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "04_grad_cam.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "04_grad_cam.png"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. Why does Grad-CAM end with a ReLU?
+# BEGIN ANSWER
+#    Selvaraju et al. keep only the features with a positive influence on the
+#    class: the negative part of the weighted sum belongs to evidence against
+#    it (often for other classes), which would otherwise mix into the map.
+# END ANSWER
+# 2. The map is 8x8 and is upsampled to 64x64 for display. What does the
+#    upsampling add?
+# BEGIN ANSWER
+#    Nothing about the model: it interpolates between the 8x8 values. The
+#    map's resolution is the layer's; details finer than one cell of the layer
+#    cannot be in it (Guided Grad-CAM, tutorial 5, multiplies in a fine map
+#    for that).
+# END ANSWER

@@ -62,3 +62,24 @@ for ax in axes.flat:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "05_guided_grad_cam.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "05_guided_grad_cam.png"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. The two Guided Backprop maps, for two different classes, correlate above
+#    0.9. Why is Guided Backprop so little class-specific?
+# BEGIN ANSWER
+#    Its backward pass rectifies the signal at every ReLU and keeps only units
+#    that were active in the forward pass; what survives is shaped mostly by
+#    the image (its edges) and the forward activations, which are the same
+#    whatever class the pass starts from.
+# END ANSWER
+# 2. Why multiply Guided Backprop by the upsampled Grad-CAM map rather than
+#    add them?
+# BEGIN ANSWER
+#    The product keeps a pixel only where both are high: the fine detail of
+#    Guided Backprop where Grad-CAM's coarse map says the class's evidence is.
+#    A sum would keep Guided Backprop's edges everywhere, including on the
+#    other object.
+# END ANSWER

@@ -84,3 +84,21 @@ n_max = counts[-1]
 best = max(levels, key=lambda level: results[n_max, level][1])
 print(f"with n={n_max}: the most on the object is noise {best:.2f} ({results[n_max, best][1]:.0%}); "
       f"the vanilla gradient: {results[n_max, 0.0][1]:.0%}; the paper's 0.15: {results[n_max, 0.15][1]:.0%}")
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. What does a larger number of samples buy, and what does it not?
+# BEGIN ANSWER
+#    More samples make the average converge: the maps of two seeds agree more
+#    (the printed agreement rises with n at every noise level). What the
+#    average converges to is decided by the noise level, not by n.
+# END ANSWER
+# 2. Why does the paper's 15% make worse maps on this model than 5%?
+# BEGIN ANSWER
+#    This small model was trained on images with little noise: at 15% of the
+#    range, the noisy copies leave the images it knows, and its gradients
+#    there spread off the object. The paper's 10-20% is a recommendation for
+#    ImageNet models; the noise level must be measured on the model at hand.
+# END ANSWER

@@ -109,3 +109,22 @@ edge_corr = {name: float(np.corrcoef(max_abs(a)[0].ravel(), edges.ravel())[0, 1]
              for name, a in (("Vanilla Gradient", vanilla), ("Guided Backprop", guided))}
 for name, c in edge_corr.items():
     print(f"{name:17s} correlation with the photo's edges: {c:.2f}" + ("" if trained else " (random weights)"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. With random weights, Guided Backprop still shows the photo's edges. What
+#    does this say about maps that look right?
+# BEGIN ANSWER
+#    A map can look plausible without reflecting what the model learned: part
+#    of it is the input passed back through the network's structure (Adebayo
+#    et al.'s sanity checks). A visual check cannot tell the two apart; the
+#    randomization test (tutorial 8) can.
+# END ANSWER
+# 2. Why is a model with random weights enough for this lesson?
+# BEGIN ANSWER
+#    The point is what a method shows when the model has learned nothing:
+#    whatever structure remains in the map comes from the image and the
+#    architecture, not from training.
+# END ANSWER

@@ -102,3 +102,23 @@ for ax in axes:
     ax.axis("off")
 fig.savefig(os.path.join(FIGURES, "08_input_shift.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "08_input_shift.png"))
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. What does the randomization test check, and what would a method that
+#    passes it look like?
+# BEGIN ANSWER
+#    An explanation of the model should depend on the model's parameters: as
+#    the layers are randomized from the top, its correlation with the trained
+#    model's map should fall towards 0. A method whose curve stays high
+#    explains the image more than the model.
+# END ANSWER
+# 2. Why does Gradient x Input change under the constant shift while the
+#    gradient does not?
+# BEGIN ANSWER
+#    The shifted model computes the same function of the content, so its
+#    gradient with respect to the shifted input is the same; but the input
+#    itself moved by -1, and Gradient x Input multiplies the gradient by it.
+# END ANSWER

@@ -241,3 +241,24 @@ for model_name, row in rows:
 # hundreds of gradients. What the perturbation methods buy with that time is
 # independence from the network's insides (they work on any black box) and,
 # for SHAP, a guarantee: the values add up to the change of the output.
+
+
+# %% [markdown]
+# ## Questions
+#
+# 1. DeepLIFT's attributions add up exactly to F(x) - F(baseline). Why does
+#    that not make the map right?
+# BEGIN ANSWER
+#    Completeness fixes the total, not how it is spread over the pixels, and
+#    the total answers the question the baseline asks: against the black
+#    image, which the model calls a circle, the change is negative and the
+#    attribution lands at chance on the object.
+# END ANSWER
+# 2. Why does LIME with the 'mean' fill give flat-coloured objects almost no
+#    credit?
+# BEGIN ANSWER
+#    A superpixel inside a flat shape has the shape's colour as its own mean:
+#    switched 'off' it looks the same as on, so switching it changes nothing
+#    and the regression gives it no weight (the printed share drops for the
+#    flat object).
+# END ANSWER

@@ -228,8 +228,22 @@ print("DeepLIFT summation error on the ResNet:", np.abs(delta).max())
 #    computes `relu(-2x + x) = relu(-x)`. Predict `out` and the gradient at
 #    each of the four pixels before you run it: which path does the ReLU
 #    after the sum now close, and does the shortcut still carry anything?
+# BEGIN ANSWER
+#    Where x > 0 the sum is -x < 0: the ReLU after the sum closes both paths
+#    and the gradient is 0. Where x < 0 the output is -x and the gradient is
+#    -2 (body) + 1 (shortcut) = -1: the shortcut still carries its +1. For x =
+#    [[1, -2], [0.5, 3]]: out = [[0, 2], [0, 0]] and the gradient [[0, -1],
+#    [0, 0]].
+# END ANSWER
 # 2. Write `residual_backward` in `tutorials/assignments/e_residual.py` and
 #    grade it (`python -m attribution.grade residual ...`).
 # 3. Compute Grad-CAM of `shapes_resnet` at `layer2` (8x8) and at
 #    `layer1.0.relu2`. Is a finer map always better? Compare the heat on the
 #    object, and look at the maps.
+# BEGIN ANSWER
+#    Not always. Tutorial 11 prints 43% of Grad-CAM's heat on the objects at
+#    `layer2` (8x8), more than this tutorial prints for `layer3` and `layer4`;
+#    but the earlier a layer, the more its channels respond to edges and
+#    texture over the whole image rather than to the class. Measure the share
+#    on the object, and look at the map, before trusting a finer one.
+# END ANSWER
