@@ -60,14 +60,16 @@ for rule, a in passed.items():
           f"{np.mean(g_layer != 0):.1%})")
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+fig, axes = plt.subplots(1, 4, figsize=(13, 3))
 axes[0].imshow(images[0].transpose(1, 2, 0))
-axes[0].set_title("image")
+axes[0].set_title("image", fontsize=9)
+top = max(np.abs(a[0]).sum(axis=0).max() for a in passed.values())       # one scale: compare the panels
 for ax, (rule, a) in zip(axes[1:], passed.items()):
-    ax.imshow(np.abs(a[0]).sum(axis=0), cmap="gray")
-    ax.set_title(f"after ReLU, rule={rule}")
+    shown = ax.imshow(np.abs(a[0]).sum(axis=0), cmap="gray", vmin=0, vmax=top)
+    ax.set_title(f"after the ReLU: {rule}", fontsize=9)
 for ax in axes:
     ax.axis("off")
+fig.colorbar(shown, ax=axes[1:], shrink=0.8, label="|gradient|, summed over the 16 channels")
 fig.savefig(os.path.join(FIGURES, "02_relu_rules.png"), dpi=80)
 print("figure:", os.path.join(FIGURES, "02_relu_rules.png"))
 
@@ -85,8 +87,7 @@ print("figure:", os.path.join(FIGURES, "02_relu_rules.png"))
 # 2. DeconvNet's ReLU rule never looks at x. Does its map then not depend on
 #    the forward pass at all?
 # BEGIN ANSWER
-#    It still does, through the other layers: the max-pools route the backward
-#    signal to the positions that won in the forward pass, and the
-#    convolutions use the learned weights. Only the ReLUs ignore the forward
-#    activations under DeconvNet's rule.
+#    It still does, through the max-pools: they send the backward signal to
+#    the positions that won in the forward pass, which depend on the image.
+#    Only the ReLUs ignore the forward activations under DeconvNet's rule.
 # END ANSWER
