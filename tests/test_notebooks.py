@@ -111,3 +111,21 @@ def test_an_assignment_notebook_is_graded_from_its_cells(script, tmp_path):
     nbformat.write(nb, str(path))
     report = grade(assignment, path, out=io.StringIO())
     assert all(p == t and e is None for p, t, e in report.values()), report
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_an_executed_copy_of_each_tutorial_is_published_and_current(script):
+    """tutorials/notebooks/executed/ (python tutorials/make_notebooks.py --executed): the same cells as the
+    script's notebook, run in full mode without an error, figures inline, for students to compare with."""
+    import make_notebooks
+    import nbformat
+    path = TUTORIALS / "notebooks" / "executed" / (script.stem + ".ipynb")
+    assert path.exists(), f"run: python tutorials/make_notebooks.py --executed ({path.name} is missing)"
+    executed = nbformat.read(path, as_version=4)
+    expected = make_notebooks.notebook(script)
+    assert [c.source for c in executed.cells] == [c.source for c in expected.cells], \
+        f"{path.name} is older than {script.name}: run python tutorials/make_notebooks.py --executed"
+    outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.output_type == "error"]
+    if "01_engine" not in script.name:
+        assert any("image/png" in o.get("data", {}) for o in outputs), "its figures, inline"

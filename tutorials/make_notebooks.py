@@ -4,6 +4,7 @@ the notebook is generated, without outputs, so the two cannot drift: tests/test_
 compares).
 
     python tutorials/make_notebooks.py            # needs the notebooks extra: pip install -e ".[notebooks]"
+    python tutorials/make_notebooks.py --executed # also run each tutorial notebook and keep its outputs
 
 Each notebook starts with one install cell: it does nothing where minicnn is already importable (your own
 checkout after `pip install -e .`), installs the checkout it sits in when opened from a clone, and otherwise
@@ -94,7 +95,43 @@ def assignment_notebook(script):
     return nb
 
 
+EXECUTED = OUT / "executed"
+
+
+def execute(script, timeout=600):
+    """The tutorial's notebook run top to bottom (full mode, figures inline), for students to compare with
+    their own run: tutorials/notebooks/executed/NN_name.ipynb."""
+    import os
+    import tempfile
+
+    from nbclient import NotebookClient
+    nb = notebook(script)
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ, TUTORIAL_FIGURES=folder, MINICNN_QUICK="0", MPLBACKEND="module://matplotlib_inline.backend_inline")
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": folder}}).execute()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    for cell in nb.cells:                       # no run-specific noise in the file: counts, widget state
+        cell.metadata = {}
+    return nb
+
+
 def main():
+    if "--executed" in sys.argv[1:]:            # python tutorials/make_notebooks.py --executed (minutes)
+        EXECUTED.mkdir(parents=True, exist_ok=True)
+        for script in scripts():
+            path = EXECUTED / (script.stem + ".ipynb")
+            path.write_text(text(execute(script)), encoding="utf-8")
+            print("executed", path.relative_to(HERE.parent))
+        return 0
     OUT.mkdir(exist_ok=True)
     ASSIGNMENTS_OUT.mkdir(exist_ok=True)
     written = [(OUT / (s.stem + ".ipynb"), notebook(s)) for s in scripts()]
