@@ -108,8 +108,29 @@ def strip_answers(text, name="a file"):
     return "".join(out), removed
 
 
-def strip_notebook_answers(data, name="a notebook"):
-    """A notebook's JSON text with the answers removed from every cell (``strip_answers``), and the answers."""
+OUTPUT_LEFT = "(This output is not in the student release: it showed code you are to write.)\n"
+
+
+def _output_text(output):
+    """The text a notebook output shows: a stream's text, or a result's text/plain."""
+    text = output.get("text", output.get("data", {}).get("text/plain", ""))
+    return "".join(text) if isinstance(text, list) else str(text)
+
+
+def notebook_text(nb):
+    """Everything a notebook shows as text: its cells' sources and their outputs' text."""
+    parts = []
+    for cell in nb.get("cells", []):
+        source = cell.get("source", "")
+        parts.append("".join(source) if isinstance(source, list) else source)
+        parts += [_output_text(o) for o in cell.get("outputs", [])]
+    return "\n".join(parts)
+
+
+def strip_notebook_answers(data, name="a notebook", telltale_lines=()):
+    """A notebook's JSON text with the answers removed from every cell (``strip_answers``) and every output
+    that shows a telltale line of a graded body (an executed notebook that printed the library's source)
+    replaced by a note; and the answers."""
     import json
     nb = json.loads(data)
     removed = []
@@ -120,6 +141,10 @@ def strip_notebook_answers(data, name="a notebook"):
         if answers:
             cell["source"] = stripped
             removed += answers
+        for i, output in enumerate(cell.get("outputs", [])):
+            shown = _output_text(output)
+            if any(line in shown for line in telltale_lines):
+                cell["outputs"][i] = {"output_type": "stream", "name": "stdout", "text": OUTPUT_LEFT}
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n", removed
 
 
@@ -169,10 +194,10 @@ def check_release(folder, telltale_lines):
             raise ValueError(f"a solution or answer marker survived in {rel}")
         if path.suffix == ".ipynb":
             import json
-            text = "\n".join("".join(c.get("source", "")) for c in json.loads(text).get("cells", []))
-        found = set(_all_lines(text)) & telltale_lines
+            text = notebook_text(json.loads(text))                # outputs too: an executed notebook prints
+        found = sorted(line for line in telltale_lines if line in text)      # within a longer line too
         if found:
-            raise ValueError(f"{rel} still holds a line of a graded body: {sorted(found)[0]!r}")
+            raise ValueError(f"{rel} still holds a line of a graded body: {found[0]!r}")
 
 
 STUDENT_NOTE = """# The student release
@@ -201,7 +226,9 @@ def release(out, source=None):
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     replaced, telltale_lines = [], set()
     try:
-        for rel in source_files(source):
+        files = source_files(source)
+        for rel in sorted(files, key=lambda f: f.endswith(".ipynb")):   # the notebooks last: they need the
+            # telltale lines of every source file, to drop outputs that printed a graded body
             if any(rel == x or rel.startswith(x) for x in LEFT_OUT):
                 continue
             target = staging / rel
@@ -215,7 +242,8 @@ def release(out, source=None):
                 telltale_lines |= telltales(text, answers, prose=True)
                 target.write_text(text, encoding="utf-8")
             elif rel.endswith(".ipynb"):
-                text, answers = strip_notebook_answers((source / rel).read_text(encoding="utf-8"), rel)
+                text, answers = strip_notebook_answers((source / rel).read_text(encoding="utf-8"), rel,
+                                                       telltale_lines)
                 telltale_lines |= telltales(text, answers, prose=True)
                 target.write_text(text, encoding="utf-8")
             else:

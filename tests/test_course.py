@@ -43,6 +43,8 @@ def test_the_release_holds_no_answer(student):
                "secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))"]
     for block in (b for _, b in replaced):                       # the list covers every removed block
         assert any(answer in block for answer in answers), block
+    executed = (out / "tutorials" / "notebooks" / "executed" / "11_cam_family.ipynb").read_text()
+    assert "not in the student release: it showed code you are to write" in executed    # printed sources go
     for path in (p for p in out.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb", ".md", ".txt")):
         text = path.read_text(encoding="utf-8")                 # anywhere: sources, notebooks, documents
         assert not [a for a in answers if a in text], path
