@@ -50,8 +50,12 @@ def _claims_04(out):
 
 
 def _claims_05(out):
-    for guided, combined in _numbers(out, r"guided backprop (\d+)% on that object, guided grad-cam (\d+)%"):
+    shares = _numbers(out, r"guided backprop (\d+)% on that object, guided grad-cam (\d+)% \(the object covers "
+                           r"(\d+)% of the image\)")
+    assert len(shares) == 2
+    for guided, combined, area in shares:
         assert combined > guided, "Guided Grad-CAM moves to the explained object"
+        assert guided > area, "both beat the chance level"
     (corr,), = _numbers(out, r"the two guided backprop maps correlate at ([\d.]+)")
     assert corr > 0.9, "Guided Backprop barely changes with the class"
 

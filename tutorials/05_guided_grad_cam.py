@@ -43,7 +43,8 @@ def share_on(a, mask):
 
 for k in range(2):
     print(f"explaining {SHAPE_CLASSES[targets[k]]:8s}: guided backprop {share_on(guided[k], masks[0, k]):.0%} "
-          f"on that object, guided grad-cam {share_on(ggc[k], masks[0, k]):.0%}")
+          f"on that object, guided grad-cam {share_on(ggc[k], masks[0, k]):.0%} (the object covers "
+          f"{masks[0, k].mean():.0%} of the image)")
 print("the two guided backprop maps correlate at",
       np.corrcoef(np.abs(guided[0]).ravel(), np.abs(guided[1]).ravel())[0, 1].round(3))
 

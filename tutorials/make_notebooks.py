@@ -4,7 +4,7 @@ the notebook is generated, without outputs, so the two cannot drift: tests/test_
 compares).
 
     python tutorials/make_notebooks.py            # needs the notebooks extra: pip install -e ".[notebooks]"
-    python tutorials/make_notebooks.py --executed # also run each tutorial notebook and keep its outputs
+    python tutorials/make_notebooks.py --executed [NN_name ...]   # run the tutorial notebooks, keep outputs
 
 Each notebook starts with one install cell: it does nothing where minicnn is already importable (your own
 checkout after `pip install -e .`), installs the checkout it sits in when opened from a clone, and otherwise
@@ -125,9 +125,10 @@ def execute(script, timeout=600):
 
 
 def main():
-    if "--executed" in sys.argv[1:]:            # python tutorials/make_notebooks.py --executed (minutes)
+    if "--executed" in sys.argv[1:]:            # python tutorials/make_notebooks.py --executed [NN_name ...]
         EXECUTED.mkdir(parents=True, exist_ok=True)
-        for script in scripts():
+        wanted = sys.argv[sys.argv.index("--executed") + 1:]       # only these (a changed tutorial), or all
+        for script in (s for s in scripts() if not wanted or s.stem in wanted):
             path = EXECUTED / (script.stem + ".ipynb")
             path.write_text(text(execute(script)), encoding="utf-8")
             print("executed", path.relative_to(HERE.parent))
