@@ -53,33 +53,36 @@ def source_files(root):
                   and not f.endswith((".pyc", ".pyo")) and ".egg-info/" not in f)
 
 
+def _replace_blocks(text, name, begin, end, what, replacement):
+    """(the text with each block from a ``begin`` line to an ``end`` line replaced by ``replacement(the begin
+    line's match)``, [the removed blocks]). ValueError naming the line for a block inside another, an end
+    without its begin or a begin without its end; ``what`` names the marker (SOLUTION, ANSWER)."""
+    out, removed, block = [], [], None                       # block: (match, line number, its lines)
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        start = begin.match(line)
+        if start:
+            if block is not None:
+                raise ValueError(f"{name}:{number}: a BEGIN {what} inside another (line {block[1]})")
+            block = (start, number, [])
+        elif end.match(line):
+            if block is None:
+                raise ValueError(f"{name}:{number}: END {what} without its BEGIN {what}")
+            out.append(replacement(block[0]))
+            removed.append("".join(block[2]))
+            block = None
+        else:
+            (block[2] if block is not None else out).append(line)
+    if block is not None:
+        raise ValueError(f"{name}:{block[1]}: BEGIN {what} without its END {what}")
+    return "".join(out), removed
+
+
 def strip_solutions(text, name="a file"):
     """(the text with each marked block replaced by a call of the student's function, [the removed blocks]).
     ValueError for a marker without its end, or an end without its marker."""
-    out, removed, block = [], [], None
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        start = BEGIN.match(line)
-        if start and block is None:
-            block = (start, [], number)
-            continue
-        if start:
-            raise ValueError(f"{name}:{number}: a BEGIN SOLUTION inside another (line {block[2]})")
-        if END.match(line):
-            if block is None:
-                raise ValueError(f"{name}:{number}: END SOLUTION without its BEGIN SOLUTION")
-            m, body, _ = block
-            out.append(f'{m["indent"]}return student_solution("{m["assignment"]}", "{m["function"]}")'
-                       f'({m["args"]})\n')
-            removed.append("".join(body))
-            block = None
-            continue
-        if block is not None:
-            block[1].append(line)
-        else:
-            out.append(line)
-    if block is not None:
-        raise ValueError(f"{name}:{block[2]}: BEGIN SOLUTION without its END SOLUTION")
-    text = "".join(out)
+    text, removed = _replace_blocks(
+        text, name, BEGIN, END, "SOLUTION",
+        lambda m: f'{m["indent"]}return student_solution("{m["assignment"]}", "{m["function"]}")({m["args"]})\n')
     if removed and "student_solution" not in text.split("def ", 1)[0]:
         text = _import_student_solution(text)
     return text, removed
@@ -88,24 +91,8 @@ def strip_solutions(text, name="a file"):
 def strip_answers(text, name="a file"):
     """(the text with each BEGIN ANSWER ... END ANSWER block replaced by one line asking for the student's
     answer, [the removed answers]). ValueError for an unpaired marker."""
-    out, removed, block = [], [], None
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        if BEGIN_ANSWER.match(line):
-            if block is not None:
-                raise ValueError(f"{name}:{number}: a BEGIN ANSWER inside another (line {block[1]})")
-            block = ([], number, BEGIN_ANSWER.match(line).group(1) or "")
-            continue
-        if END_ANSWER.match(line):
-            if block is None:
-                raise ValueError(f"{name}:{number}: END ANSWER without its BEGIN ANSWER")
-            out.append(f"{block[2]}{ANSWER_LEFT}\n")
-            removed.append("".join(block[0]))
-            block = None
-            continue
-        (block[0] if block is not None else out).append(line)
-    if block is not None:
-        raise ValueError(f"{name}:{block[1]}: BEGIN ANSWER without its END ANSWER")
-    return "".join(out), removed
+    return _replace_blocks(text, name, BEGIN_ANSWER, END_ANSWER, "ANSWER",
+                           lambda m: f"{m.group(1) or ''}{ANSWER_LEFT}\n")
 
 
 OUTPUT_LEFT = "(This output is not in the student release: it showed code you are to write.)\n"
