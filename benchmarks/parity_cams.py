@@ -36,7 +36,7 @@ from common import report_worst_errors  # noqa: E402
 from attribution import cam_family as ac  # noqa: E402
 from nets import small_vgg  # noqa: E402
 from test_cam_family import GRADIENT_CAMS, _reference  # noqa: E402
-from test_shap_estimators import avgpool_net  # noqa: E402
+from test_shap_estimators import avgpool_net, captum_gradient_shap  # noqa: E402
 from torch_reference import to_torch  # noqa: E402
 from torch_resnet import to_minicnn, torch_resnet  # noqa: E402
 
@@ -96,31 +96,15 @@ def fullgrad_error(model, net, x, targets):
 
 
 def shap_errors(rng):
-    from captum.attr import DeepLiftShap, GradientShap
+    from captum.attr import DeepLiftShap
     model = avgpool_net(int(rng.integers(1 << 30)), int(rng.integers(4, 10)))
     x, baselines = rng.uniform(0, 1, (2, 3, 16, 16)), rng.uniform(0, 1, (int(rng.integers(2, 6)), 3, 16, 16))
     targets = [int(t) for t in rng.integers(0, 5, 2)]
     theirs = DeepLiftShap(to_torch(model)).attribute(torch.tensor(x), baselines=torch.tensor(baselines),
                                                      target=targets).detach().numpy()
     out = {"deeplift_shap": error(attr.deeplift_shap(model, x, targets, baselines), theirs)}
-    draws = {}
-    real_choice, real_uniform = np.random.choice, np.random.uniform
-
-    def choice(*args, **kwargs):                                   # record Captum's draws
-        draws["index"] = real_choice(*args, **kwargs)
-        return draws["index"]
-
-    def uniform(*args, **kwargs):
-        draws["alphas"] = real_uniform(*args, **kwargs)
-        return draws["alphas"]
-    np.random.choice, np.random.uniform = choice, uniform
-    try:
-        theirs = GradientShap(to_torch(model)).attribute(torch.tensor(x), baselines=torch.tensor(baselines),
-                                                         target=targets, n_samples=9).detach().numpy()
-    finally:
-        np.random.choice, np.random.uniform = real_choice, real_uniform
-    ours = attr.gradient_shap(model, x, targets, baselines, n_samples=9,
-                              draws=(np.asarray(draws["index"]).ravel(), np.asarray(draws["alphas"]), None))
+    theirs, draws = captum_gradient_shap(model, x, targets, baselines, n_samples=9)
+    ours = attr.gradient_shap(model, x, targets, baselines, n_samples=9, draws=draws)
     out["gradient_shap"] = error(ours, theirs)
     return out
 

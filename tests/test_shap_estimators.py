@@ -46,30 +46,39 @@ def test_deeplift_shap_sums_to_the_output_minus_the_mean_baseline_output(data):
     np.testing.assert_allclose(a.reshape(2, -1).sum(axis=1), expected, rtol=1e-9)
 
 
-@needs_captum
-def test_gradient_shap_equals_captum_with_the_same_draws(data, monkeypatch):
+def captum_gradient_shap(model, x, targets, baselines, n_samples):
+    """Captum's GradientShap of a minicnn model (through its torch twin), and the draws it made, as
+    ``attr.gradient_shap(draws=...)`` takes them: it draws with np.random.choice and np.random.uniform,
+    which are wrapped here to record what they return."""
     from captum.attr import GradientShap
     from torch_reference import to_torch
-    model = small_vgg()
-    x, baselines = data
     draws = {}
     real_choice, real_uniform = np.random.choice, np.random.uniform
 
-    def choice(*args, **kwargs):                                  # record Captum's draws
+    def choice(*args, **kwargs):
         draws["index"] = real_choice(*args, **kwargs)
         return draws["index"]
 
     def uniform(*args, **kwargs):
         draws["alphas"] = real_uniform(*args, **kwargs)
         return draws["alphas"]
-    monkeypatch.setattr(np.random, "choice", choice)
-    monkeypatch.setattr(np.random, "uniform", uniform)
+    np.random.choice, np.random.uniform = choice, uniform
+    try:
+        theirs = GradientShap(to_torch(model)).attribute(torch.tensor(x), baselines=torch.tensor(baselines),
+                                                         target=targets, n_samples=n_samples,
+                                                         stdevs=0.0).detach().numpy()
+    finally:
+        np.random.choice, np.random.uniform = real_choice, real_uniform
+    return theirs, (np.asarray(draws["index"]).ravel(), np.asarray(draws["alphas"]), None)
+
+
+@needs_captum
+def test_gradient_shap_equals_captum_with_the_same_draws(data):
+    model = small_vgg()
+    x, baselines = data
     np.random.seed(0)
-    theirs = GradientShap(to_torch(model)).attribute(torch.tensor(x), baselines=torch.tensor(baselines),
-                                                     target=[1, 3], n_samples=7, stdevs=0.0).detach().numpy()
-    monkeypatch.undo()
-    ours = attr.gradient_shap(model, x, [1, 3], baselines, n_samples=7,
-                              draws=(np.asarray(draws["index"]).ravel(), np.asarray(draws["alphas"]), None))
+    theirs, draws = captum_gradient_shap(model, x, [1, 3], baselines, n_samples=7)
+    ours = attr.gradient_shap(model, x, [1, 3], baselines, n_samples=7, draws=draws)
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12 * np.abs(theirs).max())
 
 
