@@ -62,6 +62,12 @@ def evaluation_methods(smoothgrad_samples=None, ig_steps=None, perturbation_samp
     return chosen
 
 
+def pixel_explainer(name, method):
+    """``f(model, x, y) -> pixel maps (N, H, W)``: ``method`` (registry entry ``name``) through ``to_pixel_map``,
+    the explanation function the robustness metrics re-run on noisy copies."""
+    return lambda model, x, y: to_pixel_map(name, method(model, x, y), x.shape[2:])
+
+
 def to_pixel_map(name, a, size):
     """One method's raw output -> (N, H, W): channels summed with their sign for signed methods
     (``METHODS[name].signed``: positive = evidence for the class), as |a| for the others, whose sign
@@ -199,12 +205,12 @@ def localization(model, x, masks, targets, methods, standard=None, log=None):
                          "deletion AUC": deletion.mean(), "insertion AUC": insertion.mean()}
         if standard is not None:
             f = methods.get(name)
-            if f is not None and "segments" in getattr(f, "settings", {}):     # superpixels fixed on x: those
-                f = f.with_settings(segments=f.settings["segments"][:ROBUST_N])  # of the images re-explained
-            explain = None if f is None else (lambda m, xs, ys, f=f, name=name:
-                                              to_pixel_map(name, f(m, xs, ys), xs.shape[2:]))
             if f is None:                                        # the random map: fresh noise is its "explanation"
                 explain = lambda m, xs, ys: rng.random((len(xs),) + xs.shape[2:])  # noqa: E731
+            else:
+                if "segments" in getattr(f, "settings", {}):     # superpixels fixed on x: those of the images
+                    f = f.with_settings(segments=f.settings["segments"][:ROBUST_N])       # re-explained
+                explain = pixel_explainer(name, f)
             results[name].update(standard_metrics(model, x, targets, masks, maps, standard, explain, ROBUST_N))
             if log:
                 log(f"standard metrics: {name}")

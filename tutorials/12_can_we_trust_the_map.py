@@ -55,9 +55,8 @@ maps = {name: ev.to_pixel_map(name, m(vgg, x, labels), x.shape[2:]) for name, m 
 maps["random map"] = np.random.default_rng(0).random((len(x),) + x.shape[2:])
 table = {}
 for name, m in maps.items():
-    explain = (lambda model, xs, ys, name=name: ev.to_pixel_map(name, methods[name](model, xs, ys), xs.shape[2:])
-               ) if name in methods else (lambda model, xs, ys: np.random.default_rng(1).random((len(xs),) +
-                                                                                        xs.shape[2:]))
+    explain = (ev.pixel_explainer(name, methods[name]) if name in methods
+               else lambda model, xs, ys: np.random.default_rng(1).random((len(xs),) + xs.shape[2:]))
     table[name] = ev.standard_metrics(vgg, x, labels, masks, m, segments, explain)
 COLUMNS = ["ROC AUC", "relevance mass accuracy", "pixel flipping AUC", "faithfulness estimate", "sparseness",
            "max sensitivity"]
