@@ -106,19 +106,11 @@ def execute(script, timeout=600):
 
     from nbclient import NotebookClient
     nb = notebook(script)
-    with tempfile.TemporaryDirectory() as folder:
-        env = dict(os.environ, TUTORIAL_FIGURES=folder, MINICNN_QUICK="0", MPLBACKEND="module://matplotlib_inline.backend_inline")
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": folder}}).execute()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with tempfile.TemporaryDirectory() as folder:                # the kernel's environment, not this process's
+        env = dict(os.environ, TUTORIAL_FIGURES=folder, MINICNN_QUICK="0",
+                   MPLBACKEND="module://matplotlib_inline.backend_inline")
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": folder}}).execute(env=env)
     for cell in nb.cells:                       # no run-specific noise in the file: counts, widget state
         cell.metadata = {}
     return nb
