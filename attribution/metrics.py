@@ -299,15 +299,21 @@ def pixel_flipping(model, x, y, a, features_in_step=1, perturb_baseline="black",
     x, y = _images(x, y, A)
     _check_step(features_in_step, x)
     order = np.argsort(-_features(A, x), axis=1)
-    N, F = order.shape
-    flat = x.reshape(N, -1).astype(np.float64).copy()
-    curve = []
-    for t in range(math.ceil(F / features_in_step)):
-        idx = order[:, t * features_in_step:(t + 1) * features_in_step]
-        flat[np.arange(N)[:, None], idx] = _baseline(flat, perturb_baseline)
-        curve.append(_score(model, flat.reshape(x.shape).astype(x.dtype), y, softmax))
-    curve = np.stack(curve, axis=1)
+    steps = math.ceil(order.shape[1] / features_in_step)
+    curve = np.stack([score for _, score in _removed_cumulatively(model, x, y, order, features_in_step, steps,
+                                                                  perturb_baseline, softmax)], axis=1)
     return np.trapezoid(curve, dx=1, axis=1) if return_auc_per_sample else curve
+
+
+def _removed_cumulatively(model, x, y, order, k, steps, perturb_baseline, softmax):
+    """For t < steps: (the features removed at step t, ``order[:, t*k:(t+1)*k]``, and the target's score once
+    they are set to the baseline of the current image, on top of those of the steps before)."""
+    N = len(x)
+    flat = x.reshape(N, -1).astype(np.float64).copy()
+    for t in range(steps):
+        idx = order[:, t * k:(t + 1) * k]
+        flat[np.arange(N)[:, None], idx] = _baseline(flat, perturb_baseline)
+        yield idx, _score(model, flat.reshape(x.shape).astype(x.dtype), y, softmax)
 
 
 def _patches(A, x, patch_size):
@@ -488,12 +494,9 @@ def sensitivity_n(model, x, y, a, n_max_percentage=0.8, features_in_step=1, pert
     if M < 1:
         raise ValueError(f"n_max_percentage * H * W // features_in_step gives {M} steps; at least 1 is needed")
     before = _score(model, x, y, softmax)
-    flat = x.reshape(N, -1).astype(np.float64).copy()
     r, removed = [], np.zeros(N)
-    for t in range(M):
-        idx = order[:, t * features_in_step:(t + 1) * features_in_step]
-        flat[np.arange(N)[:, None], idx] = _baseline(flat, perturb_baseline)
-        drop = before - _score(model, flat.reshape(x.shape).astype(x.dtype), y, softmax)
+    for idx, score in _removed_cumulatively(model, x, y, order, features_in_step, M, perturb_baseline, softmax):
+        drop = before - score
         step = np.take_along_axis(feats, idx, axis=1).sum(axis=1)
         removed = removed + step
         r.append(_pearson_rows((removed if paper else step)[None], drop[None])[0])
