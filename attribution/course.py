@@ -190,8 +190,9 @@ def check_release(folder, telltale_lines):
 STUDENT_NOTE = """# The student release
 
 This copy of minicnn-attribution is made for a course. Some of the library's code is yours to write: the
-functions in `tutorials/assignments/`. Where the library needs one of them (the ReLU rules, DeepLIFT's
-rescale rule, the convolution's backward pass, two CAM weightings), it calls your function; until you have
+functions in `tutorials/assignments/`. Where the library needs one of them (the ReLU rules, max pooling's
+backward pass, the convolution's backward pass, Grad-CAM, DeepLIFT's rescale rule, LRP's epsilon rule, the
+residual block's backward pass, two CAM weightings), it calls your function; until you have
 written it, the call stops and says which assignment and which file to finish. Each tutorial runs once the
 assignments it builds on are done.
 

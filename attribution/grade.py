@@ -778,7 +778,7 @@ POINTS = {"relu_backward_gradient": 1, "relu_backward_deconvnet": 1, "relu_backw
 
 # What a submission may not call for the function it must write: the library's own answer.
 ALWAYS_FORBIDDEN = ("attribution", "minicnn.naive", "solutions", "tests.solutions")
-FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d"},
+FORBIDDEN_NAMES = {"relu_maxpool": {"ReLU", "MaxPool2d", "maxpool_backward"},
                    "conv_backward": {"Conv2d", "conv_ops", "col2im", "conv2d_input_grad", "conv2d_weight_grad"},
                    "gradcam_smoothgrad": set(), "deeplift_lrp": {"ReLU", "secant", "RESCALE_EPS"},
                    "residual": {"Residual", "chain_back", "backprop"}, "cam_weightings": set(), "pixel_flipping": set()}

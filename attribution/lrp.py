@@ -75,12 +75,39 @@ def stabilize(z, eps):
 
 def four_steps(layer, R, terms, eps):
     """Relevance R at the layer's output -> relevance at its input, for ``terms`` = [(a_k, params_k)]:
-    z = sum_k forward(a_k; params_k) + eps*sign; s = R / z; c_k = backward(s; params_k); R_in = sum_k a_k * c_k."""
+    z = sum_k forward(a_k; params_k) + eps*sign; s = R / z; c_k = backward(s; params_k); R_in = sum_k a_k * c_k.
+    One term is the epsilon rule on the modified layer; several are that rule on the terms stacked as one
+    layer (``StackedTerms``), summed over the terms."""
     modified = [layer.with_params(**params) for _, params in terms]
-    z = sum(m.forward(a) for m, (a, _) in zip(modified, terms))          # 1. forward with rho(W)
+    if len(terms) == 1:
+        return epsilon_steps(modified[0], terms[0][0], R, eps)
+    return epsilon_steps(StackedTerms(modified), np.stack([a for a, _ in terms]), R, eps).sum(axis=0)
+
+
+def epsilon_steps(layer, a, R, eps):
+    """The epsilon rule's four steps through one layer (assignment D's ``lrp_epsilon``)."""
+    # BEGIN SOLUTION deeplift_lrp.lrp_epsilon(layer, a, R, eps)
+    z = layer.forward(a)                                                  # 1. forward
     s = R / stabilize(z, eps)                                             # 2. divide
-    c = [m.backward(s) for m in modified]                                 # 3. backward with rho(W)
-    return sum(a * c_k for (a, _), c_k in zip(terms, c))                  # 4. multiply by the input
+    c = layer.backward(s)                                                 # 3. backward
+    return a * c                                                          # 4. multiply by the input
+    # END SOLUTION
+
+
+class StackedTerms:
+    """Several layers as one, for an LRP rule with several terms (a_k, rho_k(W)): ``forward`` of the stacked
+    inputs (K, N, ...) is the sum of each layer's forward of its a_k, and ``backward(s)`` stacks each layer's
+    backward of s. ``epsilon_steps`` on it, summed over the first axis, is the rule
+    sum_k a_k * backward_k(R / (sum_k z_k + eps*sign)): ``four_steps``."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+
+    def forward(self, a):
+        return sum(layer.forward(a_k) for layer, a_k in zip(self.layers, a))
+
+    def backward(self, s):
+        return np.stack([layer.backward(s) for layer in self.layers])
 
 
 def _pos(v):

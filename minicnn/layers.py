@@ -295,6 +295,43 @@ def _window_views(x, kh, kw, stride, Ho, Wo):
             yield i * kw + j, x[:, :, i:i + stride[0] * Ho:stride[0], j:j + stride[1] * Wo:stride[1]]
 
 
+def maxpool_backward(dout, x, kernel_size, stride, out=None):
+    """Max pooling's backward pass without padding (assignment A's function; ``MaxPool2d`` pads first).
+
+    dout: (N, C, H', W'); x: (N, C, H, W), the forward input; kernel_size, stride: ints or (h, w) pairs;
+    out: the forward output (each window's maximum), found again from x when None. Each window sends its
+    gradient to ONE element, its first maximum in row-major order: taps are visited in that order, and a
+    window is ``taken`` once a tap has claimed it. Overlapping windows add up. Returns dx: (N, C, H, W).
+    """
+    # BEGIN SOLUTION relu_maxpool.maxpool_backward(dout, x, kernel_size, stride)
+    (kh, kw), s = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
+    N, C, H, W = x.shape
+    Ho, Wo = dout.shape[2:]
+    planes = x.reshape(N * C, 1, H, W)
+    d = dout.reshape(N * C, 1, Ho, Wo)
+    if out is None:                                                     # the windows' maxima
+        out = np.full((N * C, 1, Ho, Wo), -np.inf, x.dtype)
+        for _, v in _window_views(planes, kh, kw, s, Ho, Wo):
+            np.maximum(out, v, out=out)
+    out = out.reshape(N * C, 1, Ho, Wo)
+    dx = np.zeros((N * C, 1, H, W), d.dtype)
+    overlapping = s[0] < kh or s[1] < kw
+    for b in plane_blocks(N * C, planes[0:1].nbytes):                  # a few planes at a time (cache)
+        taken = np.zeros(out[b].shape, dtype=bool)
+        switch = np.empty(out[b].shape, dtype=bool)                     # one buffer for every tap
+        taps = _window_views(planes[b], kh, kw, s, Ho, Wo)
+        for (_, v), (_, view) in zip(taps, _window_views(dx[b], kh, kw, s, Ho, Wo)):
+            np.equal(v, out[b], out=switch)                             # the max is here ...
+            np.greater(switch, taken, out=switch)                       # ... and no earlier tap had it
+            taken |= switch
+            if overlapping:
+                view += d[b] * switch                                   # windows that share an element add up
+            else:
+                np.multiply(d[b], switch, out=view)                     # each element is in one window at most
+    return dx.reshape(N, C, H, W)
+    # END SOLUTION
+
+
 class MaxPool2d(Layer):
     """Max pooling. ``H' = 1 + (H + 2*padding - KH) // stride``; stride
     defaults to kernel_size; padding counts as -inf (PyTorch's convention).
@@ -364,32 +401,14 @@ class MaxPool2d(Layer):
         return self._route(dout, x, out)
 
     def _route(self, d, x, out):
-        """Send each window's value in d (N, C, H', W') to its switch -> (N, C, H, W).
-
-        The switch is the window's first element, in row-major order, equal to
-        its maximum ``out``: taps are visited in that order, and a window is
-        ``taken`` once a tap has claimed it.
-        """
-        (kh, kw), s, (ph, pw) = self.kernel_size, self.stride, self.padding
+        """Send each window's value in d (N, C, H', W') to its switch -> (N, C, H, W): ``maxpool_backward``
+        on x padded with -inf (a padded element is never a window's maximum), then the padding cut off."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         N, C, H, W = x.shape
-        Ho, Wo = out.shape[2:]
-        planes = self._planes(x)
-        d, out = d.reshape(N * C, 1, Ho, Wo), out.reshape(N * C, 1, Ho, Wo)
-        dx = np.zeros((N * C, 1, H + 2 * ph, W + 2 * pw), d.dtype)
-        overlapping = s[0] < kh or s[1] < kw
-        for b in plane_blocks(N * C, planes[0:1].nbytes):              # a few planes at a time (cache)
-            taken = np.zeros(out[b].shape, dtype=bool)
-            switch = np.empty(out[b].shape, dtype=bool)                 # one buffer for every tap
-            taps = _window_views(planes[b], kh, kw, s, Ho, Wo)
-            for (_, v), (_, view) in zip(taps, _window_views(dx[b], kh, kw, s, Ho, Wo)):
-                np.equal(v, out[b], out=switch)                         # the max is here ...
-                np.greater(switch, taken, out=switch)                   # ... and no earlier tap had it
-                taken |= switch
-                if overlapping:
-                    view += d[b] * switch                               # windows that share an element add up
-                else:
-                    np.multiply(d[b], switch, out=view)                 # each element is in one window at most
-        return dx.reshape(N, C, H + 2 * ph, W + 2 * pw)[:, :, ph:ph + H, pw:pw + W]
+        planes = self._planes(x).reshape(N, C, H + 2 * ph, W + 2 * pw)
+        kernel_size = kh if kh == kw else (kh, kw)                    # assignment A's function takes ints
+        stride = sh if sh == sw else (sh, sw)
+        return maxpool_backward(d, planes, kernel_size, stride, out)[:, :, ph:ph + H, pw:pw + W]
 
     def backprop(self, dout, ctx):
         """In a model's backward pass: DeepLIFT's treatment when ``ctx`` carries a reference, else the gradient."""

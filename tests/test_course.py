@@ -30,8 +30,8 @@ def _run(code, release_root, cwd):
 
 def test_the_release_holds_no_answer(student):
     out, replaced = student
-    assert len(replaced) >= 7 and {rel for rel, _ in replaced} >= {"minicnn/layers.py", "minicnn/naive.py",
-                                                                   "attribution/cam_family.py"}
+    assert len(replaced) >= 11 and {rel for rel, _ in replaced} >= {
+        "minicnn/layers.py", "minicnn/naive.py", "minicnn/blocks.py", "attribution/cam_family.py", "attribution/lrp.py"}
     for gone in ("tests/solutions", "attribution/grade.py", "tests/test_grading.py", ".git"):
         assert not (out / gone).exists(), gone
     assert not list(out.rglob("*.pyc")) and not list(out.rglob("__pycache__"))
@@ -40,7 +40,9 @@ def test_the_release_holds_no_answer(student):
     answers = ["return dout * (x > 0)", "return dout * (dout > 0)", "return dout * ((x > 0) & (dout > 0))",
                "dxp[n, :, rows, cols] += dout[n, f, i, j] * w[f]", "dw[f] += dout[n, f, i, j] * xp[n, :, rows, cols]",
                "return (np.maximum(G, 0) * A).sum(axis=1)", "a = np.where(G != 0, a, 0)",
-               "secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))"]
+               "secant(np.maximum(x, 0) - np.maximum(x_ref, 0), x - x_ref))",
+               "np.greater(switch, taken, out=switch)", 'np.einsum("nk,nkhw->nhw", G.mean(axis=(2, 3)), A)',
+               "s = R / stabilize(z, eps)", "return body_backward(g) + shortcut_backward(g)"]
     for block in (b for _, b in replaced):                       # the list covers every removed block
         assert any(answer in block for answer in answers), block
     executed = (out / "tutorials" / "notebooks" / "executed" / "11_cam_family.ipynb").read_text()
@@ -73,6 +75,52 @@ def test_a_call_names_the_assignment_that_unlocks_it_and_works_once_it_is_done(s
     tutorial = (release_root / "tutorials" / "03_gradient_methods.py").read_text()     # a tutorial runs again
     result = _run(tutorial, release_root, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# Methods that run through every routed body: the ReLU rules and max-pool (A; the ResNet's max-pool pads and
+# overlaps), the convolution is the fast route (B's naive one is tested above), Grad-CAM's weighting (C),
+# DeepLIFT's rescale and LRP's epsilon steps, one term and stacked (D), the residual block's backward (E), the
+# two CAM weightings (F).
+ROUTED = ("vanilla_gradient", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus",
+          "layer_cam", "deeplift", "lrp", "deep_taylor")
+ROUTED_SCRIPT = """
+import sys, numpy as np, attribution as attr
+from minicnn.data import make_shapes
+from minicnn.models import shapes_net, shapes_resnet
+x, y, _ = make_shapes(2, seed=3)
+x = x.astype(np.float64)
+out = {}
+for name, make in (("vgg", shapes_net), ("resnet", shapes_resnet)):
+    model = make(pretrained=True).to(np.float64)
+    for method in sys.argv[1].split(","):
+        out[name + "/" + method] = attr.registry.get_method(method)(model, x, y)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_with_every_assignment_done_the_release_computes_what_the_library_does(student, tmp_path):
+    """Each routed body, replaced by the student's function (here the reference solutions), gives the library's
+    numbers: in float64 to rounding, on the shipped VGG-style net and the shipped ResNet."""
+    out, _ = student
+    release_root = tmp_path / "student"
+    shutil.copytree(out, release_root)
+    for name in (ROOT / "tests" / "solutions").glob("[a-g]_*.py"):
+        shutil.copy(name, release_root / "tutorials" / "assignments" / name.name)
+    (tmp_path / "routed.py").write_text(ROUTED_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(release_root), MPLBACKEND="Agg")
+    for root, target in ((release_root, "student.npz"), (ROOT, "instructor.npz")):
+        env["PYTHONPATH"] = str(root)
+        result = subprocess.run([sys.executable, str(tmp_path / "routed.py"), ",".join(ROUTED),
+                                 str(tmp_path / target)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    student_maps, instructor_maps = np.load(tmp_path / "student.npz"), np.load(tmp_path / "instructor.npz")
+    assert sorted(student_maps.files) == sorted(instructor_maps.files) and len(student_maps.files) == 2 * len(ROUTED)
+    for key in instructor_maps.files:
+        theirs = instructor_maps[key]
+        assert np.abs(theirs).max() > 0, key
+        np.testing.assert_allclose(student_maps[key], theirs, rtol=0, atol=1e-12 * np.abs(theirs).max(),
+                                   err_msg=key)
 
 
 def test_markers_must_pair_and_leaks_are_caught(tmp_path):

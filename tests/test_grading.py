@@ -206,6 +206,10 @@ def test_calling_the_library_answer_is_flagged(tmp_path):
     assert report["relu_backward_guided"][0] == 0, text
     assert "calls the library's own answer (minicnn.layers.ReLU)" in text
     assert report["maxpool_backward"][0] == report["maxpool_backward"][1]            # the others still count
+    path.write_text(source + "\n\nimport minicnn.layers as L\n\n\ndef maxpool_backward(dout, x, kernel_size, stride):"
+                             "\n    return L.maxpool_backward(dout, x, kernel_size, stride)\n")
+    report, text = _grade("relu_maxpool", path)                # the library's function the release routes
+    assert report["maxpool_backward"][0] == 0 and "minicnn.layers.maxpool_backward" in text, text
     source = (SOLUTIONS / "c_gradcam_smoothgrad.py").read_text()
     path = tmp_path / "c.py"
     path.write_text(source + "\n\nimport attribution as attr\n\n\ndef grad_cam(model, x, targets, layer):\n"
