@@ -129,3 +129,19 @@ def test_an_executed_copy_of_each_tutorial_is_published_and_current(script):
     assert outputs and not [o for o in outputs if o.output_type == "error"]
     if "01_engine" not in script.name:
         assert any("image/png" in o.get("data", {}) for o in outputs), "its figures, inline"
+
+
+def _executed_text(stem):
+    import nbformat
+    executed = nbformat.read(TUTORIALS / "notebooks" / "executed" / f"{stem}.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_tutorial_10s_answer_about_finer_layers_holds_in_the_published_outputs():
+    """Tutorial 10's answer to exercise 3 compares tutorial 11's Grad-CAM share at ResNet layer2 (8x8) with its
+    own at layer3 and layer4: the published (full-mode) outputs of both must bear it out."""
+    ten, eleven = _executed_text("10_skip_connections"), _executed_text("11_cam_family")
+    shares = dict(re.findall(r"shapes_resnet (layer\d)\s+map \d+x\d+: (\d+)% of the heat on the object", ten))
+    layer2 = re.search(r"ResNet layer2: maps 8x8\n  grad_cam\s+(\d+)% of the heat on the object", eleven)
+    assert set(shares) == {"layer3", "layer4"} and layer2, (shares, layer2)
+    assert int(layer2.group(1)) > max(int(v) for v in shares.values())

@@ -158,7 +158,9 @@ lime_maps, lime_coefs = attr.lime(model, images, targets, segments=np.stack(segm
 shap_maps, shap_values = attr.kernel_shap(model, images, targets, segments=np.stack(segments),
                                           n_samples=n_samples, baseline="grey", return_values=True)
 print("segments per image:", [int(s.max()) + 1 for s in segments])
-print("KernelSHAP values add up to F(all) - F(none):", [round(float(v.sum()), 3) for v in shap_values])
+print("KernelSHAP values add up to:", [round(float(v.sum()), 3) for v in shap_values],
+      " F(all) - F(none), all segments grey:",
+      np.round(m64.forward(x64)[[0, 1], targets] - m64.forward(np.full_like(x64, 0.5))[[0, 1], targets], 3))
 
 # %% [markdown]
 # One pitfall worth seeing: lime_image's default fills a switched-off segment

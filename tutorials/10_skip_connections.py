@@ -32,8 +32,10 @@ os.makedirs(FIGURES, exist_ok=True)
 # %% [markdown]
 # ## The block's forward and backward, side by side
 #
-# `minicnn.Residual` is the equation. Its forward and its backward are a few
-# lines each:
+# `minicnn.Residual` is the equation. Its forward is a few lines. Its
+# backward goes back through the ReLU after the sum, hands that gradient to
+# both branches (LRP's rule gives each its share instead), and adds what comes
+# back: the last line (assignment E asks you for it).
 
 # %%
 print(inspect.getsource(mc.Residual.forward))
@@ -241,9 +243,10 @@ print("DeepLIFT summation error on the ResNet:", np.abs(delta).max())
 #    `layer1.0.relu2`. Is a finer map always better? Compare the heat on the
 #    object, and look at the maps.
 # BEGIN ANSWER
-#    Not always. Tutorial 11 prints 43% of Grad-CAM's heat on the objects at
-#    `layer2` (8x8), more than this tutorial prints for `layer3` and `layer4`;
-#    but the earlier a layer, the more its channels respond to edges and
-#    texture over the whole image rather than to the class. Measure the share
-#    on the object, and look at the map, before trusting a finer one.
+#    Not always. Tutorial 11 prints Grad-CAM's share on the objects at
+#    `layer2` (8x8) above what this tutorial prints for `layer3` and `layer4`
+#    (a test keeps the two tutorials so); but the earlier a layer, the more
+#    its channels respond to edges and texture over the whole image rather
+#    than to the class. Measure the share on the object, and look at the map,
+#    before trusting a finer one.
 # END ANSWER
