@@ -2,6 +2,8 @@
 the gradients of the last ``model.backward(dout, param_grads=True)``."""
 import numpy as np
 
+from . import winograd
+
 
 class SGD:
     """Stochastic gradient descent with momentum and weight decay (PyTorch's form):
@@ -20,6 +22,7 @@ class SGD:
                 v = self.velocity.get(name)
                 g = self.velocity[name] = g if v is None else self.momentum * v + g
             w -= (self.lr * g).astype(w.dtype)
+            winograd.forget(w)                          # its transformed copy, if any, is out of date
 
 
 class Adam:
@@ -41,3 +44,4 @@ class Adam:
             m_hat = m / (1 - b1 ** self.t)
             v_hat = v / (1 - b2 ** self.t)
             w -= (self.lr * m_hat / (np.sqrt(v_hat) + self.eps)).astype(w.dtype)
+            winograd.forget(w)                          # its transformed copy, if any, is out of date

@@ -246,6 +246,29 @@ def test_resnet_forward_and_vanilla_gradient_equal_pytorch(rng, block, layers, w
 
 
 @needs_torch
+def test_a_full_width_resnet_with_the_winograd_route_equals_pytorch(rng):
+    """Full width (64 to 512 channels), so that layer1's and layer2's 3x3 convolutions take the Winograd route
+    (issue 25); logits and the input gradient still agree with PyTorch to float64 rounding."""
+    from torch_resnet import to_minicnn, torch_resnet
+
+    from minicnn import winograd
+    net = torch_resnet("basic", [1, 1, 1, 1], 1.0, num_classes=7, seed=5)
+    model = to_minicnn(net, "basic", [1, 1, 1, 1], 1.0, 7)
+    x = rng.random((2, 3, 67, 75))
+    tx = torch.from_numpy(x).requires_grad_()
+    tlogits = net(tx)
+    dout = np.zeros((2, 7))
+    dout[:, 3] = 1
+    tlogits.backward(torch.from_numpy(dout))
+    with winograd.enabled():
+        assert winograd.pays(64, (3, 3), (1, 1), (1, 1), 17, 19)                     # layer1 at 17x19
+        logits = model.forward(x)
+        grad = model.backward(dout)
+    assert mc.rel_error(logits, tlogits.detach().numpy()) <= 1e-10
+    assert mc.rel_error(grad, tx.grad.numpy()) <= 1e-10
+
+
+@needs_torch
 def test_a_training_step_through_a_resnet_equals_pytorch(rng):
     """Training mode: batch statistics, running updates and every parameter gradient, through the blocks."""
     from torch_resnet import to_minicnn, torch_resnet

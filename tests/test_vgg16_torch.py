@@ -73,6 +73,11 @@ def test_reduced_vgg16_both_formats_float64(tmp_path, fmt):
     logits, dx, tlogits, tdx = _compare(model, net, x, target=7)
     assert mc.rel_error(logits, tlogits) <= 1e-10
     assert mc.rel_error(dx, tdx) <= 1e-10
+    from minicnn import winograd
+    with winograd.enabled():                           # issue 25: the Winograd route, as exact in float64
+        logits, dx, _, _ = _compare(model, net, x.astype(np.float64), target=3)
+    assert mc.rel_error(logits, tlogits) <= 1e-10
+    assert mc.rel_error(dx, tdx) <= 1e-10
 
 
 @pytest.mark.slow
@@ -89,5 +94,10 @@ def test_full_vgg16_from_torch_files(tmp_path):
     model.to(np.float64)                               # the same weights, now in float64 on both sides
     net.double()
     logits, dx, tlogits, tdx = _compare(model, net, x.astype(np.float64), target=3)
+    assert mc.rel_error(logits, tlogits) <= 1e-10
+    assert mc.rel_error(dx, tdx) <= 1e-10
+    from minicnn import winograd
+    with winograd.enabled():                           # issue 25: the Winograd route, as exact in float64
+        logits, dx, _, _ = _compare(model, net, x.astype(np.float64), target=3)
     assert mc.rel_error(logits, tlogits) <= 1e-10
     assert mc.rel_error(dx, tdx) <= 1e-10
