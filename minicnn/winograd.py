@@ -111,61 +111,73 @@ def tile_size(height, width):
 
 
 # --------------------------------------------------------------------------
-# The transforms: each row of a small matrix is a few adds on whole arrays
+# The transforms: B^T and A^T applied along one axis, with shared subexpressions
 # --------------------------------------------------------------------------
+# d: the alpha inputs along that axis (arrays or views of one shape), o: the outputs (of the same shape).
+# Each line is one ufunc pass over whole arrays; a scaled term goes through the scratch array t.
 
-def _combine(coefficients, parts, out, tmp):
-    """out = sum_k coefficients[k] * parts[k] over the nonzero coefficients (parts: arrays or views; tmp: a
-    scratch array of out's shape for the scaled terms, so that no pass allocates). Two unit terms first
-    make one ufunc call (p0 + p1, p0 - p1 or p1 - p0), not a copy and an add."""
-    terms = [(c, p) for c, p in zip(coefficients, parts) if c != 0]
-    (c0, p0), rest = terms[0], terms[1:]
-    if rest and abs(c0) == 1 and abs(rest[0][0]) == 1:
-        (c1, p1), rest = rest[0], rest[1:]
-        if c0 == c1:
-            np.add(p0, p1, out=out)
-            if c0 == -1:
-                np.negative(out, out=out)
-        else:
-            np.subtract(p0, p1, out=out) if c0 == 1 else np.subtract(p1, p0, out=out)
-    elif c0 == 1:
-        np.copyto(out, p0)
-    else:
-        np.multiply(p0, c0, out=out)
-    for c, p in rest:
-        if c == 1:
-            np.add(out, p, out=out)
-        elif c == -1:
-            np.subtract(out, p, out=out)
-        else:
-            np.multiply(p, c, out=tmp)
-            np.add(out, tmp, out=out)
+def _bt2(d, o, t):
+    """F(2x2): rows of B^T, [1 0 -1 0], [0 1 1 0], [0 -1 1 0], [0 1 0 -1]: 4 passes."""
+    np.subtract(d[0], d[2], out=o[0])
+    np.add(d[1], d[2], out=o[1])
+    np.subtract(d[2], d[1], out=o[2])
+    np.subtract(d[1], d[3], out=o[3])
 
 
-THREADS = min(2, os.cpu_count() or 1)   # the transforms are memory-bound ufunc passes: two threads, each its share
+def _bt4(d, o, t):
+    """F(4x4): rows of B^T, 4d0 - 5d2 + d4, -4(d1 + d2) + (d3 + d4), 4(d1 - d2) + (d4 - d3),
+    2(d3 - d1) + (d4 - d2), -2(d3 - d1) + (d4 - d2), 4d1 - 5d3 + d5: 21 passes."""
+    np.multiply(d[0], 4.0, out=o[0])
+    o[0] += d[4]
+    np.multiply(d[2], 5.0, out=t)
+    o[0] -= t
+    np.multiply(d[1], 4.0, out=o[5])
+    o[5] += d[5]
+    np.multiply(d[3], 5.0, out=t)
+    o[5] -= t
+    np.add(d[1], d[2], out=t)
+    t *= 4.0
+    np.add(d[3], d[4], out=o[1])
+    o[1] -= t
+    np.subtract(d[1], d[2], out=t)
+    t *= 4.0
+    np.subtract(d[4], d[3], out=o[2])
+    o[2] += t
+    np.subtract(d[3], d[1], out=t)
+    t *= 2.0
+    np.subtract(d[4], d[2], out=o[3])
+    np.subtract(o[3], t, out=o[4])
+    o[3] += t
 
 
-def _combine_all(jobs, shape, dtype):
-    """Run ``_combine(coefficients, parts, out, tmp)`` for every job (coefficients, parts, out), split over
-    THREADS Python threads (NumPy's ufuncs release the GIL), each with its own scratch array."""
-    def run(share):
-        tmp = np.empty(shape, dtype)
-        for coefficients, parts, out in share:
-            _combine(coefficients, parts, out, tmp)
-    shares = [jobs[k::THREADS] for k in range(THREADS)]
-    if THREADS == 1 or len(jobs) < 2:
-        return run(jobs)
-    from concurrent.futures import ThreadPoolExecutor
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS - 1)
-    pending = [_pool.submit(run, share) for share in shares[1:]]
-    run(shares[0])
-    for p in pending:
-        p.result()
+def _at2(d, o, t):
+    """F(2x2): rows of A^T, [1 1 1 0], [0 1 -1 -1]: 4 passes."""
+    np.add(d[0], d[1], out=o[0])
+    o[0] += d[2]
+    np.subtract(d[1], d[2], out=o[1])
+    o[1] -= d[3]
 
 
-_pool = None
+def _at4(d, o, t):
+    """F(4x4): rows of A^T, d0 + (d1 + d2) + (d3 + d4), (d1 - d2) + 2(d3 - d4), (d1 + d2) + 4(d3 + d4),
+    (d1 - d2) + 8(d3 - d4) + d5: 13 passes (t holds two scratch arrays)."""
+    s12, s34 = t
+    np.add(d[1], d[2], out=s12)
+    np.add(d[3], d[4], out=s34)
+    np.add(d[0], s12, out=o[0])
+    o[0] += s34
+    np.multiply(s34, 4.0, out=o[2])
+    o[2] += s12
+    np.subtract(d[1], d[2], out=s12)                                       # now d1 - d2
+    np.subtract(d[3], d[4], out=s34)                                       # now d3 - d4
+    np.multiply(s34, 2.0, out=o[1])
+    o[1] += s12
+    np.multiply(s34, 8.0, out=o[3])
+    o[3] += s12
+    o[3] += d[5]
+
+
+BT_PASSES, AT_PASSES = {2: _bt2, 4: _bt4}, {2: _at2, 4: _at4}
 
 
 def transform_weights(w, m):
@@ -176,41 +188,101 @@ def transform_weights(w, m):
     return np.ascontiguousarray(U.transpose(0, 3, 1, 2), dtype=w.dtype)
 
 
+def _split_columns(x, m, n_tiles):
+    """x (N, C, H, W) padded by 1 and laid out (N, Hp, m, tw + 1, C): the padded column X = t*m + r at [..., r,
+    t, :]. Column b of tile tx is then [b % m, tx + b // m]: every pass over the tiles reads whole runs of
+    (tw, C), not a stride-m view."""
+    N, C, H, W = x.shape
+    th, tw = n_tiles
+    xq = np.zeros((N, th * m + 2, m, tw + 1, C), x.dtype)
+    for r in range(m):
+        first = 1 if r == 0 else 0                                        # X = t*m + r >= 1 (X = 0 is padding)
+        count = (W - r) // m - first + 1                                   # ... and X <= W
+        if count > 0:
+            start = first * m + r - 1                                      # x's column X - 1
+            xq[:, 1:H + 1, r, first:first + count] = x[:, :, :, start:start + (count - 1) * m + 1:m].transpose(
+                0, 2, 3, 1)
+    return xq
+
+
+THREADS = min(2, os.cpu_count() or 1)   # a transform's passes are split over this many threads
+_pool = None
+
+
+BLOCK = 64 * 1024                      # elements of a block's intermediate array: it and its neighbours stay
+                                        # in a core's L2 cache
+
+
+def _in_threads(blocks, work):
+    """work(block) for every block, shared out over THREADS Python threads (NumPy's ufuncs release the GIL)."""
+    def run(share):
+        for block in share:
+            work(block)
+    if THREADS == 1 or len(blocks) < 2:
+        return run(blocks)
+    from concurrent.futures import ThreadPoolExecutor
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS - 1)
+    try:
+        pending = [_pool.submit(run, blocks[k::THREADS]) for k in range(1, THREADS)]
+    except RuntimeError:                          # no threads allowed here (a sandbox's limits): one thread
+        return run(blocks)
+    run(blocks[0::THREADS])
+    for p in pending:
+        p.result()
+
+
+def _halves(n):
+    """range(n) split into THREADS contiguous (start, stop) parts (fewer if n is small)."""
+    parts = min(THREADS, n)
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
 def _transform_input(x, m, n_tiles):
     """V = B^T d B for every tile d of x padded by 1, channels last: (alpha, alpha, N, th, tw, C).
 
-    First along the rows (H): row i of a tile combines image rows ty*m + k, whole rows of (W, C) at a time.
-    Then along the columns (W): every pass runs over whole channel vectors (long contiguous inner loops)."""
-    BT, _, _ = TRANSFORMS[m]
+    First along the image's rows (row k of every tile is image row ty*m + k), then along its columns (with the
+    columns split by ``_split_columns``, column k of every tile is one contiguous run of (tw, C)); each pass is
+    one ufunc over all tiles at once. The threads take a share of the tile rows each."""
+    bt = BT_PASSES[m]
     alpha = m + 2
-    N, C, H, W = x.shape
     th, tw = n_tiles
-    Wp = tw * m + 2
-    xp = np.zeros((N, th * m + 2, Wp, C), x.dtype)
-    xp[:, 1:H + 1, 1:W + 1] = x.transpose(0, 2, 3, 1)
-    sN, sH, sW, sC = xp.strides
-    d = as_strided(xp, (alpha, N, th, Wp, C), (sH, sN, m * sH, sW, sC), writeable=False)   # d[k]: rows ty*m + k
-    rows = np.empty((alpha, N, th, Wp, C), x.dtype)                        # rows[i] = sum_k BT[i, k] d[k]
-    _combine_all([(BT[i], d, rows[i]) for i in range(alpha)], rows.shape[1:], x.dtype)
-    sI, sN, sT, sW, sC = rows.strides
-    cols = as_strided(rows, (alpha, alpha, N, th, tw, C), (sI, sW, sN, sT, m * sW, sC), writeable=False)
-    V = np.empty((alpha, alpha, N, th, tw, C), x.dtype)                    # V[i, j] = sum_k BT[j, k] cols[i, k]
-    _combine_all([(BT[j], cols[i], V[i, j]) for i in range(alpha) for j in range(alpha)], V.shape[2:], x.dtype)
+    xq = _split_columns(x, m, n_tiles)
+    V = np.empty((alpha, alpha, x.shape[0], th, tw, x.shape[1]), x.dtype)
+
+    def work(block):
+        t0, t1 = block
+        d = [xq[:, k + t0 * m:k + (t1 - 1) * m + 1:m] for k in range(alpha)]      # (N, nb, m, tw + 1, C)
+        rows = np.empty((alpha,) + d[0].shape, x.dtype)
+        bt(d, rows, np.empty(d[0].shape, x.dtype))
+        cols = [rows[:, :, :, k % m, k // m:k // m + tw] for k in range(alpha)]  # (alpha, N, nb, tw, C)
+        bt(cols, [V[:, j, :, t0:t1] for j in range(alpha)], np.empty(cols[0].shape, x.dtype))
+    per_block = max(1, BLOCK // (alpha * x.shape[0] * m * (tw + 1) * x.shape[1]))   # tile rows: stay in cache
+    _in_threads([(t, min(th, t + per_block)) for t in range(0, th, per_block)], work)
     return V
 
 
 def _transform_output(M, m, out):
     """out[n, f, ty*m + p, tx*m + q] = (A^T M A)[p, q] for M: (alpha, alpha, F, N, th, tw); out: (N, F, th*m,
-    tw*m)."""
-    _, _, AT = TRANSFORMS[m]
+    tw*m). Along i, then along j straight into out. The threads take a share of the channels each."""
+    at = AT_PASSES[m]
     alpha = m + 2
     N, F = out.shape[:2]
     th, tw = M.shape[-2:]
-    rows = np.empty((m, alpha) + M.shape[2:], M.dtype)                     # rows[p, j] = sum_i AT[p, i] M[i, j]
-    _combine_all([(AT[p], M[:, j], rows[p, j]) for p in range(m) for j in range(alpha)], M.shape[2:], M.dtype)
-    tiles = out.reshape(N, F, th, m, tw, m)                                # written straight into the result
-    _combine_all([(AT[q], rows[p], tiles[:, :, :, p, :, q].transpose(1, 0, 2, 3)) for p in range(m)
-                  for q in range(m)], M.shape[2:], M.dtype)
+    tiles = out.reshape(N, F, th, m, tw, m)
+
+    def work(block):
+        f0, f1 = block
+        d = [M[i, :, f0:f1] for i in range(alpha)]                         # (alpha_j, fb, N, th, tw)
+        rows = np.empty((m,) + d[0].shape, M.dtype)
+        at(d, rows, (np.empty(d[0].shape, M.dtype), np.empty(d[0].shape, M.dtype)))
+        d = [rows[:, j] for j in range(alpha)]                             # (m_p, fb, N, th, tw)
+        o = [tiles[:, f0:f1, :, :, :, q].transpose(3, 1, 0, 2, 4) for q in range(m)]
+        at(d, o, (np.empty(d[0].shape, M.dtype), np.empty(d[0].shape, M.dtype)))
+    per_block = max(1, BLOCK // (m * alpha * N * th * tw))                 # channels: stay in cache
+    _in_threads([(f, min(F, f + per_block)) for f in range(0, F, per_block)], work)
 
 
 # --------------------------------------------------------------------------
