@@ -1,6 +1,7 @@
 """Issue 24: the student release. No graded body survives in it; the library calls the student's own
 functions where the bodies were, says which assignment unlocks a call, and works once the assignment is done."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +122,29 @@ def test_with_every_assignment_done_the_release_computes_what_the_library_does(s
         assert np.abs(theirs).max() > 0, key
         np.testing.assert_allclose(student_maps[key], theirs, rtol=0, atol=1e-12 * np.abs(theirs).max(),
                                    err_msg=key)
+
+
+def test_every_tutorial_of_the_release_runs_or_names_the_assignment_it_needs(student, tmp_path):
+    """Without the assignments, a tutorial either runs or stops with the assignment and the file to write; with
+    every assignment done (the reference solutions in place), all twelve run (quick mode)."""
+    out, _ = student
+    release_root = tmp_path / "student"
+    shutil.copytree(out, release_root)
+    tutorials = sorted((release_root / "tutorials").glob("[0-9][0-9]_*.py"))
+    assert len(tutorials) == 12
+    blocked = []
+    for path in tutorials:
+        result = _run(path.read_text(), release_root, tmp_path)
+        if result.returncode != 0:
+            assert re.search(r"NotImplementedError: this needs .*assignment \w+.*tutorials/assignments/\w+\.py",
+                             result.stderr), (path.name, result.stderr[-1500:])
+            blocked.append(path.name)
+    assert "03_gradient_methods.py" in blocked                   # the ReLU rules are the student's to write
+    for name in (ROOT / "tests" / "solutions").glob("[a-g]_*.py"):
+        shutil.copy(name, release_root / "tutorials" / "assignments" / name.name)
+    for path in tutorials:
+        result = _run(path.read_text(), release_root, tmp_path)
+        assert result.returncode == 0, (path.name, result.stderr[-2000:])
 
 
 def test_markers_must_pair_and_leaks_are_caught(tmp_path):
