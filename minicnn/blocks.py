@@ -412,7 +412,8 @@ class Residual(Block):
         def shortcut_backward(g):
             return self.chain_back(self.shortcut, share(g, 1), ctx)
 
-        # Assignment E's residual_backward(dout, s, ...) with s = 1: the ReLU after the sum is done above, by ctx's rule.
+        # Assignment E's residual_backward(dout, s, ...) with s = 1: the ReLU after the sum is done above,
+        # by ctx's rule.
         # BEGIN SOLUTION residual.residual_backward(g, np.ones_like(g), body_backward, shortcut_backward)
         return body_backward(g) + shortcut_backward(g)                      # the fork: what comes back adds up
         # END SOLUTION

@@ -76,3 +76,14 @@ def test_the_metrics_parity_holds_on_nets_the_other_tests_never_saw():
     assert result.returncode == 0, result.stderr[-3000:]
     errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", result.stdout, re.M)}
     assert len(errors) == 17 and max(errors.values()) < 1e-8, result.stdout
+
+
+@pytest.mark.parametrize("script,args,expect", [
+    ("bench_winograd.py", ["--layers", "1", "--rounds", "1"], "all layers, sum of medians / torch: direct"),
+    ("profile_layers.py", ["--model", "resnet50", "--rounds", "1"], "all convolutions"),
+])
+def test_the_winograd_and_glue_benchmarks_run(script, args, expect):
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert expect in result.stdout and "kernels" in result.stdout
