@@ -30,24 +30,25 @@ def l2_error(a, exact):
     return float(np.linalg.norm((a - exact).ravel()) / np.linalg.norm(exact.ravel()))
 
 
-def parts(x, w, m):
-    """Seconds of Winograd's input transform, products and output transform (one settled sample each)."""
+def parts(x, w, m, samples=3):
+    """Seconds of Winograd's input transform, products and output transform (medians of settled samples)."""
     alpha, (N, C, H, W), F = m + 2, x.shape, w.shape[0]
     th, tw = -(-H // m), -(-W // m)
     U = winograd.transformed(w, m)
     out = np.empty((N, F, th * m, tw * m), x.dtype)
-    times = []
-    for step in ("input", "products", "output"):
-        time.sleep(0.25)
-        start = time.perf_counter()
-        if step == "input":
-            V = winograd._transform_input(x, m, (th, tw)).reshape(alpha * alpha, N * th * tw, C)
-        elif step == "products":
-            M = np.matmul(U.reshape(alpha * alpha, F, C), V.transpose(0, 2, 1))
-        else:
-            winograd._transform_output(M.reshape(alpha, alpha, F, N, th, tw), m, out)
-        times.append(time.perf_counter() - start)
-    return times
+    times = {"input": [], "products": [], "output": []}
+    for _ in range(samples):
+        for step in times:
+            time.sleep(0.25)
+            start = time.perf_counter()
+            if step == "input":
+                V = winograd._transform_input(x, m, (th, tw)).reshape(alpha * alpha, N * th * tw, C)
+            elif step == "products":
+                M = np.matmul(U.reshape(alpha * alpha, F, C), V.transpose(0, 2, 1))
+            else:
+                winograd._transform_output(M.reshape(alpha, alpha, F, N, th, tw), m, out)
+            times[step].append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times.values()]
 
 
 def main():

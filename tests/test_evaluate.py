@@ -117,7 +117,7 @@ def test_evaluate_command_is_seeded(tmp_path):
     import attribution
     outs = []
     for run in range(2):
-        result = subprocess.run([sys.executable, "-m", "attribution", "evaluate", "--n", "4", "--out",
+        result = subprocess.run([sys.executable, "-m", "attribution", "evaluate", "--n", "2", "--out",
                                  str(tmp_path / f"run{run}"), "--json", str(tmp_path / f"run{run}.json")],
                                 capture_output=True, text=True, timeout=900,
                                 env=dict(__import__("os").environ, MPLBACKEND="Agg"))
@@ -133,7 +133,7 @@ def test_evaluate_command_is_seeded(tmp_path):
     assert [r.split(" | ")[0][2:] for r in rows] == list(attribution.METHODS) + ["random map"]
     data = json.loads((tmp_path / "run0.json").read_text())
     assert set(data["standard"]) == set(attribution.METHODS) | {"random map"}
-    assert len(data["standard"]["lrp"]) == len(ev.STANDARD_METRICS) and data["n"] == 4
+    assert len(data["standard"]["lrp"]) == len(ev.STANDARD_METRICS) and data["n"] == 2
     assert f"{data['standard']['lrp']['ROC AUC']:.2f}" in rows[list(attribution.METHODS).index("lrp")]
     assert data["ranks"]["lrp"]["ROC AUC"] >= 1 and data["model"] == "shapes"
     assert "[" in result.stderr and "standard metrics: lrp" in result.stderr      # progress on stderr
