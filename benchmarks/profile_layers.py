@@ -28,7 +28,8 @@ import minicnn.models as models  # noqa: E402
 # PyTorch operator -> the layer type it belongs to (forward, backward); others go to "other".
 TORCH_TYPES = {"aten::mkldnn_convolution": "conv", "aten::convolution_backward": "conv",
                "aten::thnn_conv2d": "conv", "aten::_slow_conv2d_forward": "conv",
-               "aten::relu": "ReLU", "aten::clamp_min": "ReLU", "aten::threshold_backward": "ReLU",
+               "aten::relu": "ReLU", "aten::clamp_min": "ReLU", "aten::relu_": "ReLU", "aten::clamp_min_": "ReLU",
+               "aten::threshold_backward": "ReLU",
                "aten::max_pool2d_with_indices": "MaxPool2d", "aten::max_pool2d_with_indices_backward": "MaxPool2d",
                "aten::native_batch_norm": "BatchNorm2d", "aten::_native_batch_norm_legit_no_training": "BatchNorm2d",
                "aten::native_batch_norm_backward": "BatchNorm2d", "aten::addmm": "Linear", "aten::mm": "Linear",
@@ -93,14 +94,13 @@ def torch_profile(net, x, rounds):
     return {k: statistics.median(r[k] for r in runs) for k in set().union(*runs)}
 
 
-def torch_twin(name):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+def twins(name):
+    """(the minicnn model, its PyTorch twin): the networks bench_vgg16.py and bench_resnet50.py time."""
     if name == "vgg16":
-        from test_vgg16_torch import torch_vgg
-        return torch_vgg("vgg16", normalize=False)
-    from torch_resnet import torch_resnet
-    import torch
-    return torch_resnet("bottleneck", [3, 4, 6, 3], 1.0, num_classes=1000, seed=0, dtype=torch.float32)
+        import bench_vgg16
+        return models.vgg16(normalize=False), bench_vgg16.torch_model()
+    import bench_resnet50
+    return bench_resnet50.minicnn_model(), bench_resnet50.torch_model()
 
 
 def main():
@@ -111,8 +111,7 @@ def main():
     args = parser.parse_args()
     import torch
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
-    model = models.vgg16(normalize=False) if args.model == "vgg16" else models.resnet50(normalize=False)
-    net = torch_twin(args.model).eval()
+    model, net = twins(args.model)
     for p in net.parameters():
         p.requires_grad_(False)
     x = np.random.default_rng(0).random((args.batch, 3, 224, 224), dtype=np.float32)
