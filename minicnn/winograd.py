@@ -205,12 +205,10 @@ def _split_columns(x, m, n_tiles):
     return xq
 
 
-THREADS = min(2, os.cpu_count() or 1)   # a transform's passes are split over this many threads
-_pool = None
-
-
-BLOCK = 64 * 1024                      # elements of a block's intermediate array: it and its neighbours stay
+THREADS = min(2, os.cpu_count() or 1)   # a transform's blocks are shared out over this many threads
+BLOCK = 64 * 1024                       # elements of a block's intermediate array: it and its neighbours stay
                                         # in a core's L2 cache
+_pool = None
 
 
 def _in_threads(blocks, work):
@@ -231,13 +229,6 @@ def _in_threads(blocks, work):
     run(blocks[0::THREADS])
     for p in pending:
         p.result()
-
-
-def _halves(n):
-    """range(n) split into THREADS contiguous (start, stop) parts (fewer if n is small)."""
-    parts = min(THREADS, n)
-    bounds = [round(k * n / parts) for k in range(parts + 1)]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def _transform_input(x, m, n_tiles):

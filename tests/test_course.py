@@ -22,11 +22,25 @@ def student(tmp_path_factory):
     return out, replaced
 
 
-def _run(code, release_root, cwd):
+def _run(code, release_root, cwd, *args):
+    """``python -c code *args`` with ``release_root`` as the package (quick mode, figures to cwd)."""
     env = dict(os.environ, PYTHONPATH=str(release_root), MPLBACKEND="Agg", MINICNN_QUICK="1",
                TUTORIAL_FIGURES=str(cwd))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=300)
+
+
+def _own_copy(student, tmp_path):
+    """A copy of the release that a test may write into (a student's checkout)."""
+    release_root = tmp_path / "student"
+    shutil.copytree(student[0], release_root)
+    return release_root
+
+
+def _place_solutions(release_root):
+    """Every assignment done: the reference solutions in the release's assignment files."""
+    for name in (ROOT / "tests" / "solutions").glob("[a-g]_*.py"):
+        shutil.copy(name, release_root / "tutorials" / "assignments" / name.name)
 
 
 def test_the_release_holds_no_answer(student):
@@ -54,9 +68,7 @@ def test_the_release_holds_no_answer(student):
 
 
 def test_a_call_names_the_assignment_that_unlocks_it_and_works_once_it_is_done(student, tmp_path):
-    out, _ = student
-    release_root = tmp_path / "student"
-    shutil.copytree(out, release_root)
+    release_root = _own_copy(student, tmp_path)
     code = ("import numpy as np, attribution as attr\nfrom minicnn.models import shapes_net\n"
             "from minicnn.data import make_shapes\nx, _, _ = make_shapes(2, seed=0)\n"
             "np.save('g.npy', attr.vanilla_gradient(shapes_net(pretrained=True), x, [0, 1]))\n")
@@ -102,18 +114,10 @@ np.savez(sys.argv[2], **out)
 def test_with_every_assignment_done_the_release_computes_what_the_library_does(student, tmp_path):
     """Each routed body, replaced by the student's function (here the reference solutions), gives the library's
     numbers: in float64 to rounding, on the shipped VGG-style net and the shipped ResNet."""
-    out, _ = student
-    release_root = tmp_path / "student"
-    shutil.copytree(out, release_root)
-    for name in (ROOT / "tests" / "solutions").glob("[a-g]_*.py"):
-        shutil.copy(name, release_root / "tutorials" / "assignments" / name.name)
-    (tmp_path / "routed.py").write_text(ROUTED_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(release_root), MPLBACKEND="Agg")
+    release_root = _own_copy(student, tmp_path)
+    _place_solutions(release_root)
     for root, target in ((release_root, "student.npz"), (ROOT, "instructor.npz")):
-        env["PYTHONPATH"] = str(root)
-        result = subprocess.run([sys.executable, str(tmp_path / "routed.py"), ",".join(ROUTED),
-                                 str(tmp_path / target)], capture_output=True, text=True, env=env, cwd=tmp_path,
-                                timeout=600)
+        result = _run(ROUTED_SCRIPT, root, tmp_path, ",".join(ROUTED), str(tmp_path / target))
         assert result.returncode == 0, result.stderr[-2000:]
     student_maps, instructor_maps = np.load(tmp_path / "student.npz"), np.load(tmp_path / "instructor.npz")
     assert sorted(student_maps.files) == sorted(instructor_maps.files) and len(student_maps.files) == 2 * len(ROUTED)
@@ -127,9 +131,7 @@ def test_with_every_assignment_done_the_release_computes_what_the_library_does(s
 def test_every_tutorial_of_the_release_runs_or_names_the_assignment_it_needs(student, tmp_path):
     """Without the assignments, a tutorial either runs or stops with the assignment and the file to write; with
     every assignment done (the reference solutions in place), all twelve run (quick mode)."""
-    out, _ = student
-    release_root = tmp_path / "student"
-    shutil.copytree(out, release_root)
+    release_root = _own_copy(student, tmp_path)
     tutorials = sorted((release_root / "tutorials").glob("[0-9][0-9]_*.py"))
     assert len(tutorials) == 12
     blocked = []
@@ -140,8 +142,7 @@ def test_every_tutorial_of_the_release_runs_or_names_the_assignment_it_needs(stu
                              result.stderr), (path.name, result.stderr[-1500:])
             blocked.append(path.name)
     assert "03_gradient_methods.py" in blocked                   # the ReLU rules are the student's to write
-    for name in (ROOT / "tests" / "solutions").glob("[a-g]_*.py"):
-        shutil.copy(name, release_root / "tutorials" / "assignments" / name.name)
+    _place_solutions(release_root)
     for path in tutorials:
         result = _run(path.read_text(), release_root, tmp_path)
         assert result.returncode == 0, (path.name, result.stderr[-2000:])
