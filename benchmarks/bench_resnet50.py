@@ -4,7 +4,8 @@ Settled and alternating (``common.settled_rounds``): each sample after a sleep o
 rotating; the figures are medians of per-round ratios with their spread. Cases: forward + input gradient of
 one logit at batch 1 and 8 (weights frozen on the torch side, as attribution needs), and forward alone;
 then peak resident memory of one forward + input gradient at batch 1, each side in a fresh child process;
-with --smoothgrad-images N, SmoothGrad-50 on N images against Captum's NoiseTunnel (time and memory).
+with --smoothgrad-images N, SmoothGrad-50 on N images against Captum's NoiseTunnel (time and memory). Every
+case also times minicnn with the Winograd route off ("direct route"), in the same rounds.
 
     python benchmarks/bench_resnet50.py [--rounds 5] [--batches 1 8] [--smoothgrad-images 1]
 """
@@ -24,6 +25,7 @@ use_native_kernels()
 import numpy as np  # noqa: E402
 
 import minicnn.models as models  # noqa: E402
+from minicnn import winograd  # noqa: E402
 
 
 def minicnn_model():
@@ -57,9 +59,11 @@ def smoothgrad_captum(net, x):
 def memory_child(side, case, n_images):
     """Peak RSS of one case in this fresh process; prints MB."""
     x = np.random.default_rng(0).random((n_images, 3, 224, 224)).astype(np.float32)
-    if side == "minicnn":
+    if side.startswith("minicnn"):                    # minicnn, or minicnn-direct: the Winograd route off
+        import contextlib
         model = minicnn_model()
-        minicnn_step(model, x, True) if case == "grad" else smoothgrad_minicnn(model, x)
+        with winograd.disabled() if side == "minicnn-direct" else contextlib.nullcontext():
+            minicnn_step(model, x, True) if case == "grad" else smoothgrad_minicnn(model, x)
     else:
         import torch
         net = torch_model()
@@ -80,26 +84,36 @@ def main():
     import torch
     print(f"{threads_note()}; torch {torch.__version__} {torch.get_num_threads()} threads")
     model, net = minicnn_model(), torch_model()
-    print(f"{'case':>32} {'minicnn':>9} {'torch':>9}  ratio: median (spread over {args.rounds} rounds)")
+    print(f"{'case':>32} {'minicnn':>9} {'torch':>9}  ratio: median (spread over {args.rounds} rounds)   "
+          f"direct route (no Winograd): time, ratio")
     for batch in args.batches:
         x = np.random.default_rng(0).random((batch, 3, 224, 224)).astype(np.float32)
         tx = torch.from_numpy(x)
         for grad, label in [(True, "forward + input grad"), (False, "forward")]:
             times = settled_rounds({"minicnn": lambda: minicnn_step(model, x, grad),
+                                    "direct": lambda: minicnn_step(model, x, grad, direct=True),
                                     "torch": lambda: torch_step(net, tx, grad)}, args.rounds)
             summary, _ = ratio_summary(times["minicnn"], times["torch"])
             print(f"{f'{label}, batch {batch}':>32} {statistics.median(times['minicnn']):8.3f}s "
-                  f"{statistics.median(times['torch']):8.3f}s  {summary}", flush=True)
+                  f"{statistics.median(times['torch']):8.3f}s  {summary:<17}   "
+                  f"{statistics.median(times['direct']):8.3f}s {ratio_summary(times['direct'], times['torch'])[0]}",
+                  flush=True)
     ours, theirs = child_peak(__file__, "minicnn", "grad", 1), child_peak(__file__, "torch", "grad", 1)
-    print(f"{'peak RSS, batch 1, fwd+grad':>32} {ours:7.0f}MB {theirs:7.0f}MB  {ours / theirs:.2f}", flush=True)
+    direct = child_peak(__file__, "minicnn-direct", "grad", 1)
+    print(f"{'peak RSS, batch 1, fwd+grad':>32} {ours:7.0f}MB {theirs:7.0f}MB  {ours / theirs:.2f}   direct route "
+          f"{direct:.0f}MB {direct / theirs:.2f}", flush=True)
     if args.smoothgrad_images:
         x = np.random.default_rng(1).random((args.smoothgrad_images, 3, 224, 224)).astype(np.float32)
-        times = settled_rounds({"minicnn": lambda: smoothgrad_minicnn(model, x),
+        def smoothgrad_direct():
+            with winograd.disabled():
+                smoothgrad_minicnn(model, x)
+        times = settled_rounds({"minicnn": lambda: smoothgrad_minicnn(model, x), "direct": smoothgrad_direct,
                                 "torch": lambda: smoothgrad_captum(net, x)}, max(2, args.rounds // 2))
         summary, _ = ratio_summary(times["minicnn"], times["torch"])
         n = args.smoothgrad_images
         print(f"{f'SmoothGrad-50, {n} image(s)':>32} {statistics.median(times['minicnn']):8.2f}s "
-              f"{statistics.median(times['torch']):8.2f}s  {summary}", flush=True)
+              f"{statistics.median(times['torch']):8.2f}s  {summary:<17}   {statistics.median(times['direct']):8.2f}s "
+              f"{ratio_summary(times['direct'], times['torch'])[0]}", flush=True)
         ours = child_peak(__file__, "minicnn", "smoothgrad", n)
         theirs = child_peak(__file__, "torch", "smoothgrad", n)
         print(f"{'peak RSS, SmoothGrad-50':>32} {ours:7.0f}MB {theirs:7.0f}MB  {ours / theirs:.2f}", flush=True)

@@ -10,7 +10,8 @@ each side in a fresh child process so that neither counts the other: one
 forward + input gradient at batch 1, and, with --smoothgrad-images N,
 SmoothGrad-50 on N images at minicnn's default batch size and Captum's
 nt_samples_batch_size=10 (its default, all 50 at once, needs ~100 MB per
-noisy copy: 40 GB for 8 images). Minutes.
+noisy copy: 40 GB for 8 images). Every case also times minicnn with the Winograd route off
+("direct route"), in the same rounds, and measures its memory. Minutes.
 
     python benchmarks/bench_vgg16.py [--repeat 5] [--batches 1 8] [--smoothgrad-images 8]
 """
@@ -54,13 +55,17 @@ def torch_model():
 def memory_child(side, case, n_images):
     """Peak RSS of one case in this fresh process; prints MB."""
     x = np.random.default_rng(0).standard_normal((n_images, 3, 224, 224)).astype(np.float32)
-    if side == "minicnn":
+    if side.startswith("minicnn"):                    # minicnn, or minicnn-direct: the Winograd route off
+        import contextlib
+
+        from minicnn import winograd
         model = models.vgg16(normalize=False)         # the bare network, like the torch twin
-        if case == "grad":
-            minicnn_step(model, x, True)
-        else:
-            import attribution as attr
-            attr.smoothgrad(attr.vanilla_gradient, model, x, 1, n_samples=50, stdev=0.6, seed=0)
+        with winograd.disabled() if side == "minicnn-direct" else contextlib.nullcontext():
+            if case == "grad":
+                minicnn_step(model, x, True)
+            else:
+                import attribution as attr
+                attr.smoothgrad(attr.vanilla_gradient, model, x, 1, n_samples=50, stdev=0.6, seed=0)
     else:
         import torch
         net = torch_model()
@@ -118,7 +123,7 @@ def main():
     print(f"NumPy float32 matrix-product peak {peak:.0f} GFLOP/s; VGG-16 forward {flops / 1e9:.1f} GFLOP per image, "
           f"forward + input gradient {2 * flops / 1e9:.1f}")
     print(f"{'case':>30} {'minicnn':>9} {'torch':>9} {'ratio (range)':>17} {'per image':>10} {'of peak':>8} "
-          f"{'floor':>7}")
+          f"{'floor':>7}   direct route (no Winograd): {'time':>7} {'ratio (range)':>17}")
     for batch in args.batches:
         x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
         tx = torch.from_numpy(x)
@@ -126,12 +131,15 @@ def main():
             repeat = args.repeat if batch == 1 else max(2, args.repeat // 2)
             # settled, alternating rounds after two untimed passes each (the steady state of a loop like SmoothGrad's)
             times = settled_rounds({"minicnn": lambda: minicnn_step(model, x, grad),
+                                    "direct": lambda: minicnn_step(model, x, grad, direct=True),
                                     "torch": lambda: torch_step(net, tx, grad)}, repeat)
             t_mc, t_pt = statistics.median(times["minicnn"]), statistics.median(times["torch"])
             work = flops * batch * (2 if grad else 1)
             print(f"{f'{label}, batch {batch}':>30} {t_mc:8.3f}s {t_pt:8.3f}s "
                   f"{ratio_summary(times['minicnn'], times['torch'])[0]:>17} "
-                  f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s", flush=True)
+                  f"{t_mc / batch:9.3f}s {work / t_mc / 1e9 / peak:7.0%} {work / peak / 1e9:6.3f}s   "
+                  f"{'':>28} {statistics.median(times['direct']):7.3f}s "
+                  f"{ratio_summary(times['direct'], times['torch'])[0]:>17}", flush=True)
     if max(args.batches) > 1:
         per_image_ratio(model, net, max(args.batches), args.repeat)
     cases = [("grad", 1, "peak RSS, batch 1, fwd+grad")]
@@ -139,7 +147,9 @@ def main():
         cases.append(("smoothgrad", args.smoothgrad_images, f"peak RSS, SmoothGrad-50, {args.smoothgrad_images} images"))
     for case, n, label in cases:
         ours, theirs = child_peak(__file__, "minicnn", case, n), child_peak(__file__, "torch", case, n)
-        print(f"{label:>30} {ours:7.0f}MB {theirs:7.0f}MB {ours / theirs:6.2f}", flush=True)
+        direct = child_peak(__file__, "minicnn-direct", case, n)
+        print(f"{label:>30} {ours:7.0f}MB {theirs:7.0f}MB {ours / theirs:6.2f}   direct route {direct:.0f}MB "
+              f"{direct / theirs:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,14 +73,20 @@ def ratio_summary(ours, theirs):
     return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})", statistics.median(ratios)
 
 
-def minicnn_step(model, x, grad):
-    """One forward pass of a minicnn model on x; with grad, also the input gradient of logit 1."""
+def minicnn_step(model, x, grad, direct=False):
+    """One forward pass of a minicnn model on x; with grad, also the input gradient of logit 1. direct: with
+    the Winograd route switched off (every convolution by the direct route)."""
+    import contextlib
+
     import numpy as np
-    logits = model.forward(x)
-    if grad:
-        dout = np.zeros_like(logits)
-        dout[:, 1] = 1
-        model.backward(dout)
+
+    from minicnn import winograd
+    with winograd.disabled() if direct else contextlib.nullcontext():
+        logits = model.forward(x)
+        if grad:
+            dout = np.zeros_like(logits)
+            dout[:, 1] = 1
+            model.backward(dout)
 
 
 def torch_step(net, x, grad):

@@ -198,7 +198,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), bias=None):
     F, _, kh, kw = w.shape
     Ho = conv_output_size(H, kh, stride[0], padding[0])
     Wo = conv_output_size(W, kw, stride[1], padding[1])
-    if winograd.pays(C, (kh, kw), stride, padding, H, W):              # 3x3, stride 1: fewer multiplications
+    if winograd.pays(C, F, (kh, kw), stride, padding, H, W):           # 3x3, stride 1: fewer multiplications
         return winograd.conv3x3(x, w, bias)
     if tuple(stride) == (1, 1) and shifted_pays(C, kh, kw, Wo):
         return conv2d_shifted(x, w, padding, bias)
@@ -232,8 +232,8 @@ def conv2d_input_grad(dout, w, x_shape, stride=(1, 1), padding=(0, 0)):
     """
     N, F, Ho, Wo = dout.shape
     kh, kw = w.shape[2:]
-    if winograd.pays(F, (kh, kw), stride, padding, Ho, Wo):            # the same convolution, kernel flipped
-        return winograd.conv3x3(dout, w, flipped=True)
+    if winograd.pays(x_shape[1], F, (kh, kw), stride, padding, Ho, Wo):   # the forward's steps, transposed
+        return winograd.conv3x3_input_grad(dout, w)
     if (tuple(stride) == (1, 1) and padding[0] < kh and padding[1] < kw and F <= x_shape[1]
             and shifted_pays(F, kh, kw, x_shape[3])):
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)         # a view; conv2d_shifted copies it once

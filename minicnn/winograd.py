@@ -22,15 +22,17 @@ many multiplications as in the direct convolution: 4/9 for F(2x2, 3x3), 36/144 =
 transforms B^T d B and A^T M A are additions (and small constant multiples): memory-bound passes that eat part
 of the saving (``benchmarks/bench_winograd.py`` measures both).
 
-Used by ``conv_ops.conv2d`` and ``conv_ops.conv2d_input_grad`` for 3x3 kernels, stride 1, padding 1 and at
-least ``MIN_CHANNELS`` input channels (``pays``), with the tile size chosen by ``tile_size``. The input
-gradient is the same routine: a convolution of dout with the kernel flipped and in/out channels swapped.
+Used by ``conv_ops.conv2d`` and ``conv_ops.conv2d_input_grad`` for 3x3 kernels, stride 1 and padding 1, where
+``pays`` says so: at least MIN_CHANNELS (256) input and output channels on an image of 8 to 56 px, the layers
+where ``benchmarks/bench_winograd.py`` measured it faster than the direct route in both directions (VGG-16's
+conv3 to conv5, ResNet-50's layer3). Elsewhere the transforms cost more than the multiplications they save.
+The tile size is chosen by ``tile_size``. The input gradient (``conv3x3_input_grad``) runs the forward's steps
+backwards, each transposed, with the same transformed weights.
 
-Off by default for now: in this NumPy version the transforms still cost more than the multiplications they
-save on most of VGG-16's layers (README, "Winograd", measured). ``with minicnn.winograd.enabled():`` (or
-MINICNN_WINOGRAD=1 in the environment) turns it on; ``disabled()`` forces the direct route, the readable
-reference. In float64 the two agree to ~1e-15; in float32 F(2x2) rounds about like the direct route and
-F(4x4) several times more (``benchmarks/bench_winograd.py`` prints both, per layer).
+On by default. ``with minicnn.winograd.disabled():`` (or MINICNN_WINOGRAD=0 in the environment) forces the
+direct route, the readable reference; ``enabled()`` turns it back on. In float64 the two agree to ~1e-15; in
+float32 F(2x2) rounds about like the direct route and F(4x4) about four times more, 1.6e-6 relative
+(``benchmarks/bench_winograd.py`` prints all three, per layer).
 """
 import contextlib
 import os
@@ -70,10 +72,11 @@ TRANSFORMS = {
                   [0, 1, -1, 8, -8, 1]], dtype=np.float64)),
 }
 
-MIN_CHANNELS = 64          # fewer input channels: the products are too thin for the transforms to pay
-MIN_SIZE = 8               # smaller images: most of each tile would be padding
-# Off unless asked for (see the module's docstring): MINICNN_WINOGRAD=1, or ``with enabled():``.
-_enabled = os.environ.get("MINICNN_WINOGRAD", "0") == "1"
+# Where the route is taken (``pays``), measured by benchmarks/bench_winograd.py (README, "Winograd"): wide layers
+# on small images. Fewer channels or larger images: the transforms cost more than the multiplications they save.
+MIN_CHANNELS = 256         # input and output channels, each
+MIN_SIZE, MAX_SIZE = 8, 56  # the image's smaller side
+_enabled = os.environ.get("MINICNN_WINOGRAD", "1") != "0"     # MINICNN_WINOGRAD=0: the direct route everywhere
 
 
 @contextlib.contextmanager
@@ -97,11 +100,11 @@ def disabled():
     return _switched(False)
 
 
-def pays(in_channels, kernel, stride, padding, height, width):
-    """Whether a convolution takes this route: on, 3x3, stride 1, padding 1, at least MIN_CHANNELS input
-    channels and an image of at least MIN_SIZE on each side (measured: ``benchmarks/bench_winograd.py``)."""
+def pays(in_channels, out_channels, kernel, stride, padding, height, width):
+    """Whether a convolution (and its input gradient) takes this route: on, 3x3, stride 1, padding 1, at least
+    MIN_CHANNELS input and output channels, and an image between MIN_SIZE and MAX_SIZE on its smaller side."""
     return (_enabled and tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(padding) == (1, 1)
-            and in_channels >= MIN_CHANNELS and min(height, width) >= MIN_SIZE)
+            and min(in_channels, out_channels) >= MIN_CHANNELS and MIN_SIZE <= min(height, width) <= MAX_SIZE)
 
 
 def tile_size(height, width):
@@ -177,15 +180,92 @@ def _at4(d, o, t):
     o[3] += d[5]
 
 
+# The input gradient runs the forward's steps backwards, each transposed (see ``conv3x3_input_grad``): A where
+# the forward had A^T (m values -> alpha), B where it had B^T. A tile's last two rows (or columns) of B's output
+# fall on the next tile's first two: B's passes add to those, after writing the others.
+
+def _a2(d, o, t):
+    """F(2x2): rows of A, [1 0], [1 1], [1 -1], [0 -1]: 4 passes."""
+    np.copyto(o[0], d[0])
+    np.add(d[0], d[1], out=o[1])
+    np.subtract(d[0], d[1], out=o[2])
+    np.negative(d[1], out=o[3])
+
+
+def _a4(d, o, t):
+    """F(4x4): rows of A, d0, (d0 + d2) + (d1 + d3), (d0 + d2) - (d1 + d3), (d0 + 4d2) + (2d1 + 8d3),
+    (d0 + 4d2) - (2d1 + 8d3), d3: 13 passes."""
+    even, odd = t
+    np.copyto(o[0], d[0])
+    np.copyto(o[5], d[3])
+    np.add(d[0], d[2], out=even)
+    np.add(d[1], d[3], out=odd)
+    np.add(even, odd, out=o[1])
+    np.subtract(even, odd, out=o[2])
+    np.multiply(d[2], 4.0, out=even)
+    even += d[0]
+    np.multiply(d[3], 4.0, out=odd)
+    odd += d[1]
+    odd *= 2.0
+    np.add(even, odd, out=o[3])
+    np.subtract(even, odd, out=o[4])
+
+
+def _b2(d, o, t):
+    """F(2x2): rows of B, [1 0 0 0], [0 1 -1 1], [-1 1 1 0], [0 0 0 -1]; o[2] and o[3] overlap the next
+    tile's o[0] and o[1], so they are added to, after o[0] and o[1] are written: 7 passes."""
+    np.copyto(o[0], d[0])
+    np.subtract(d[1], d[2], out=o[1])
+    o[1] += d[3]
+    s = t[0]
+    np.add(d[1], d[2], out=s)
+    s -= d[0]
+    o[2] += s
+    o[3] -= d[3]
+
+
+def _b4(d, o, t):
+    """F(4x4): rows of B, 4d0, 4(d2 - d1 + d5) + 2(d4 - d3), -5d0 - 4(d1 + d2) - (d3 + d4),
+    (d1 - d2) + 2(d3 - d4) - 5d5, d0 + (d1 + d2) + (d3 + d4), d5; o[4] and o[5] overlap the next tile's o[0]
+    and o[1], so they are added to, after o[0] to o[3] are written: 21 passes."""
+    s, u = t
+    np.multiply(d[0], 4.0, out=o[0])
+    np.add(d[1], d[2], out=s)
+    np.add(d[3], d[4], out=u)
+    np.multiply(s, -4.0, out=o[2])
+    o[2] -= u
+    s += u                                                               # d1 + d2 + d3 + d4
+    s += d[0]
+    np.multiply(d[0], 5.0, out=u)
+    o[2] -= u
+    o[4] += s
+    np.subtract(d[2], d[1], out=s)                                       # now d2 - d1
+    np.subtract(d[3], d[4], out=u)                                       # now d3 - d4
+    np.multiply(u, 2.0, out=o[3])
+    o[3] -= s
+    np.add(s, d[5], out=o[1])
+    o[1] *= 4.0
+    np.multiply(u, 2.0, out=s)
+    o[1] -= s
+    np.multiply(d[5], 5.0, out=s)
+    o[3] -= s
+    o[5] += d[5]
+
+
 BT_PASSES, AT_PASSES = {2: _bt2, 4: _bt4}, {2: _at2, 4: _at4}
+A_PASSES, B_PASSES = {2: _a2, 4: _a4}, {2: _b2, 4: _b4}
 
 
 def transform_weights(w, m):
-    """U = G w G^T for every (f, c): (alpha, alpha, F, C), in w's dtype (computed in float64)."""
+    """U = G w G^T for every (f, c): (alpha, alpha, F, C), in w's dtype.
+
+    U[a, b] = sum over i, j of G[a, i] G[b, j] w[i, j], that is (G kron G) @ w with each 3x3 kernel a column of
+    9: one product (alpha^2, 9) @ (9, F*C) that writes U in its final layout. In float32 the 1/6 and 1/24 of G
+    round once more than U's own storage does (about 1e-7 of U's scale, measured)."""
     _, G, _ = TRANSFORMS[m]
-    t = np.tensordot(G, w.astype(np.float64), axes=([1], [2]))            # (alpha, F, C, 3)
-    U = np.tensordot(t, G, axes=([3], [1]))                                # (alpha, F, C, alpha)
-    return np.ascontiguousarray(U.transpose(0, 3, 1, 2), dtype=w.dtype)
+    F, C = w.shape[:2]
+    U = np.kron(G, G).astype(w.dtype) @ w.transpose(2, 3, 0, 1).reshape(9, F * C)
+    return U.reshape(m + 2, m + 2, F, C)
 
 
 def _split_columns(x, m, n_tiles):
@@ -205,30 +285,22 @@ def _split_columns(x, m, n_tiles):
     return xq
 
 
-THREADS = min(2, os.cpu_count() or 1)   # a transform's blocks are shared out over this many threads
-BLOCK = 64 * 1024                       # elements of a block's intermediate array: it and its neighbours stay
-                                        # in a core's L2 cache
-_pool = None
+def _merge_columns(xq, x):
+    """The inverse of ``_split_columns``: x (N, C, H, W) from the rows and columns of xq that are not padding."""
+    N, C, H, W = x.shape
+    m = xq.shape[2]
+    for r in range(m):
+        first = 1 if r == 0 else 0
+        count = (W - r) // m - first + 1
+        if count > 0:
+            start = first * m + r - 1
+            x[:, :, :, start:start + (count - 1) * m + 1:m] = xq[:, 1:H + 1, r, first:first + count].transpose(
+                0, 3, 1, 2)
 
 
-def _in_threads(blocks, work):
-    """work(block) for every block, shared out over THREADS Python threads (NumPy's ufuncs release the GIL)."""
-    def run(share):
-        for block in share:
-            work(block)
-    if THREADS == 1 or len(blocks) < 2:
-        return run(blocks)
-    from concurrent.futures import ThreadPoolExecutor
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS - 1)
-    try:
-        pending = [_pool.submit(run, blocks[k::THREADS]) for k in range(1, THREADS)]
-    except RuntimeError:                          # no threads allowed here (a sandbox's limits): one thread
-        return run(blocks)
-    run(blocks[0::THREADS])
-    for p in pending:
-        p.result()
+BLOCK = 64 * 1024       # elements of a block's intermediate array: it and its neighbours stay in a core's L2
+                        # cache (measured: a third faster than whole-array passes at 224x224; two Python threads
+                        # sharing the blocks gained nothing on 2 cores, the passes wait on memory)
 
 
 def _transform_input(x, m, n_tiles):
@@ -236,44 +308,88 @@ def _transform_input(x, m, n_tiles):
 
     First along the image's rows (row k of every tile is image row ty*m + k), then along its columns (with the
     columns split by ``_split_columns``, column k of every tile is one contiguous run of (tw, C)); each pass is
-    one ufunc over all tiles at once. The threads take a share of the tile rows each."""
+    one ufunc over all the tiles of a band of tile rows at once."""
     bt = BT_PASSES[m]
     alpha = m + 2
     th, tw = n_tiles
     xq = _split_columns(x, m, n_tiles)
     V = np.empty((alpha, alpha, x.shape[0], th, tw, x.shape[1]), x.dtype)
 
-    def work(block):
-        t0, t1 = block
+    per_block = max(1, BLOCK // (alpha * x.shape[0] * m * (tw + 1) * x.shape[1]))   # tile rows: stay in cache
+    for t0 in range(0, th, per_block):
+        t1 = min(th, t0 + per_block)
         d = [xq[:, k + t0 * m:k + (t1 - 1) * m + 1:m] for k in range(alpha)]      # (N, nb, m, tw + 1, C)
         rows = np.empty((alpha,) + d[0].shape, x.dtype)
         bt(d, rows, np.empty(d[0].shape, x.dtype))
         cols = [rows[:, :, :, k % m, k // m:k // m + tw] for k in range(alpha)]  # (alpha, N, nb, tw, C)
         bt(cols, [V[:, j, :, t0:t1] for j in range(alpha)], np.empty(cols[0].shape, x.dtype))
-    per_block = max(1, BLOCK // (alpha * x.shape[0] * m * (tw + 1) * x.shape[1]))   # tile rows: stay in cache
-    _in_threads([(t, min(th, t + per_block)) for t in range(0, th, per_block)], work)
     return V
 
 
 def _transform_output(M, m, out):
     """out[n, f, ty*m + p, tx*m + q] = (A^T M A)[p, q] for M: (alpha, alpha, F, N, th, tw); out: (N, F, th*m,
-    tw*m). Along i, then along j straight into out. The threads take a share of the channels each."""
+    tw*m). Along i, then along j straight into out, a band of channels at a time."""
     at = AT_PASSES[m]
     alpha = m + 2
     N, F = out.shape[:2]
     th, tw = M.shape[-2:]
     tiles = out.reshape(N, F, th, m, tw, m)
 
-    def work(block):
-        f0, f1 = block
+    per_block = max(1, BLOCK // (m * alpha * N * th * tw))                 # channels: stay in cache
+    for f0 in range(0, F, per_block):
+        f1 = min(F, f0 + per_block)
         d = [M[i, :, f0:f1] for i in range(alpha)]                         # (alpha_j, fb, N, th, tw)
         rows = np.empty((m,) + d[0].shape, M.dtype)
         at(d, rows, (np.empty(d[0].shape, M.dtype), np.empty(d[0].shape, M.dtype)))
         d = [rows[:, j] for j in range(alpha)]                             # (m_p, fb, N, th, tw)
         o = [tiles[:, f0:f1, :, :, :, q].transpose(3, 1, 0, 2, 4) for q in range(m)]
         at(d, o, (np.empty(d[0].shape, M.dtype), np.empty(d[0].shape, M.dtype)))
+
+
+def _transform_output_transposed(dout, m):
+    """M_bar = A Y_bar A^T for every m x m tile Y_bar of dout (N, F, th*m, tw*m): (alpha, alpha, F, N, th, tw),
+    the transpose of ``_transform_output`` (its two passes backwards, A for A^T)."""
+    a = A_PASSES[m]
+    alpha = m + 2
+    N, F = dout.shape[:2]
+    th, tw = dout.shape[2] // m, dout.shape[3] // m
+    tiles = dout.reshape(N, F, th, m, tw, m)
+    M = np.empty((alpha, alpha, F, N, th, tw), dout.dtype)
     per_block = max(1, BLOCK // (m * alpha * N * th * tw))                 # channels: stay in cache
-    _in_threads([(f, min(F, f + per_block)) for f in range(0, F, per_block)], work)
+    for f0 in range(0, F, per_block):
+        f1 = min(F, f0 + per_block)
+        y = [tiles[:, f0:f1, :, :, :, q].transpose(3, 1, 0, 2, 4) for q in range(m)]   # (m_p, fb, N, th, tw)
+        cols = np.empty((m, alpha) + y[0].shape[1:], dout.dtype)
+        a(y, [cols[:, j] for j in range(alpha)], (np.empty(y[0].shape, dout.dtype),
+                                                  np.empty(y[0].shape, dout.dtype)))
+        d = [cols[p] for p in range(m)]                                     # (alpha_j, fb, N, th, tw)
+        a(d, [M[i, :, f0:f1] for i in range(alpha)], (np.empty(d[0].shape, dout.dtype),
+                                                        np.empty(d[0].shape, dout.dtype)))
+    return M
+
+
+def _transform_input_transposed(V, m, dx):
+    """dx (N, C, H, W) from V_bar (alpha, alpha, N, th, tw, C): d_bar = B V_bar B^T for every tile, added up
+    where tiles overlap, the padding dropped; the transpose of ``_transform_input`` (its passes backwards, B for
+    B^T, and the column split undone at the end). The bands of tile rows go from the bottom up:
+    each band adds its last two rows to the first two of the band below, which must be written by then."""
+    b = B_PASSES[m]
+    alpha = m + 2
+    _, _, N, th, tw, C = V.shape
+    xq = np.empty((N, th * m + 2, m, tw + 1, C), V.dtype)                  # the padded input, columns split
+    xq[:, th * m:] = 0                                                      # below the last band: added to
+    per_block = max(1, BLOCK // (alpha * N * m * (tw + 1) * C))
+    for t0 in reversed(range(0, th, per_block)):
+        t1 = min(th, t0 + per_block)
+        rows = np.empty((alpha, N, t1 - t0, m, tw + 1, C), V.dtype)
+        rows[:, :, :, :, tw] = 0                                            # the last tile's columns add here
+        cols = [V[:, j, :, t0:t1] for j in range(alpha)]                    # (alpha_i, N, nb, tw, C)
+        b(cols, [rows[:, :, :, k % m, k // m:k // m + tw] for k in range(alpha)],
+          (np.empty(cols[0].shape, V.dtype), np.empty(cols[0].shape, V.dtype)))
+        d = [rows[i] for i in range(alpha)]                                 # (N, nb, m, tw + 1, C)
+        b(d, [xq[:, k + t0 * m:k + (t1 - 1) * m + 1:m] for k in range(alpha)],
+          (np.empty(d[0].shape, V.dtype), np.empty(d[0].shape, V.dtype)))
+    _merge_columns(xq, dx)
 
 
 # --------------------------------------------------------------------------
@@ -281,20 +397,19 @@ def _transform_output(M, m, out):
 # --------------------------------------------------------------------------
 
 CACHE_BUDGET = 256 * 2 ** 20      # bytes of transformed weights kept between calls (least recently used go)
-_cache = OrderedDict()            # (id(w), m, flipped) -> (weakref to w, U)
+_cache = OrderedDict()            # (id(w), m) -> (weakref to w, U)
 
 
-def transformed(w, m, flipped=False):
-    """U for the weights w (flipped: of the input gradient's kernel, w flipped with in/out swapped), kept
-    between calls while w is alive, within CACHE_BUDGET. Code that changes a weight array in place must call
-    ``forget(w)`` (the optimizers do); a new array is a new key."""
-    key = (id(w), m, flipped)
+def transformed(w, m):
+    """U for the weights w, kept between calls while w is alive, within CACHE_BUDGET; the forward pass and the
+    input gradient share it. Code that changes a weight array in place must call ``forget(w)`` (the optimizers
+    do); a new array is a new key."""
+    key = (id(w), m)
     entry = _cache.get(key)
     if entry is not None and entry[0]() is w:
         _cache.move_to_end(key)
         return entry[1]
-    kernel = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3) if flipped else w
-    U = transform_weights(kernel, m)
+    U = transform_weights(w, m)
     _cache[key] = (weakref.ref(w), U)
     while sum(u.nbytes for _, u in _cache.values()) > CACHE_BUDGET and len(_cache) > 1:
         _cache.popitem(last=False)
@@ -310,23 +425,24 @@ def forget(w=None):
 CHUNK_BUDGET = 64 * 2 ** 20       # bytes of transformed input per chunk of images
 
 
-def conv3x3(x, w, bias=None, flipped=False, m=None):
-    """The stride-1, padding-1 3x3 convolution of x (N, C, H, W) by w (F, C, 3, 3) -> (N, F, H, W) (flipped:
-    by w flipped with in/out swapped, w (C', F', 3, 3) then; the input gradient's convolution).
+def _image_chunks(N, per_image):
+    step = max(1, CHUNK_BUDGET // per_image)
+    return [slice(start, min(N, start + step)) for start in range(0, N, step)]
+
+
+def conv3x3(x, w, bias=None, m=None):
+    """The stride-1, padding-1 3x3 convolution of x (N, C, H, W) by w (F, C, 3, 3) -> (N, F, H, W).
     m: the tile size (default ``tile_size``)."""
     N, C, H, W = x.shape
     m = tile_size(H, W) if m is None else m
     alpha = m + 2
-    U = transformed(w, m, flipped)                                          # (alpha, alpha, F, C)
+    U = transformed(w, m)                                                   # (alpha, alpha, F, C)
     F = U.shape[2]
     if U.shape[3] != C:
         raise ValueError(f"winograd.conv3x3: the weights take {U.shape[3]} input channels, x has {C}")
     th, tw = -(-H // m), -(-W // m)
     out = np.empty((N, F, th * m, tw * m), x.dtype)
-    per_image = alpha * alpha * max(C, F) * th * tw * x.itemsize
-    step = max(1, CHUNK_BUDGET // per_image)
-    for start in range(0, N, step):
-        part = slice(start, min(N, start + step))
+    for part in _image_chunks(N, alpha * alpha * max(C, F) * th * tw * x.itemsize):
         n = part.stop - part.start
         V = _transform_input(x[part], m, (th, tw)).reshape(alpha * alpha, n * th * tw, C)
         M = np.matmul(U.reshape(alpha * alpha, F, C), V.transpose(0, 2, 1))   # one product per tile position
@@ -336,3 +452,35 @@ def conv3x3(x, w, bias=None, flipped=False, m=None):
     if (th * m, tw * m) != (H, W):
         out = np.ascontiguousarray(out[:, :, :H, :W])
     return out
+
+
+def conv3x3_input_grad(dout, w, m=None):
+    """dx (N, C, H, W) of the stride-1, padding-1 3x3 convolution by w (F, C, 3, 3), from dout (N, F, H, W).
+
+    Per tile the forward pass is linear in the input tile d: Y = A^T [U * (B^T d B)] A, summed over channels.
+    Its transpose runs the same steps backwards, each transposed:
+
+        d_bar = B [U^T * (A Y_bar A^T)] B^T        (U^T: the product over F instead of C)
+
+    and the alpha x alpha d_bar of neighbouring tiles overlap by two rows and columns, where they add up (the
+    forward read those pixels twice). The same transformed weights U serve both directions, so one cache entry
+    per layer; the number of multiplications saved is the forward's."""
+    N, F, H, W = dout.shape
+    m = tile_size(H, W) if m is None else m
+    alpha = m + 2
+    U = transformed(w, m)                                                   # (alpha, alpha, F, C)
+    C = U.shape[3]
+    if U.shape[2] != F:
+        raise ValueError(f"winograd.conv3x3_input_grad: the weights give {U.shape[2]} output channels, dout has "
+                         f"{F}")
+    th, tw = -(-H // m), -(-W // m)
+    if (th * m, tw * m) != (H, W):                                          # the forward computed whole tiles
+        dout = np.pad(dout, ((0, 0), (0, 0), (0, th * m - H), (0, tw * m - W)))
+    dx = np.empty((N, C, H, W), dout.dtype)
+    for part in _image_chunks(N, alpha * alpha * max(C, F) * th * tw * dout.itemsize):
+        n = part.stop - part.start
+        M = _transform_output_transposed(dout[part], m)                    # (alpha, alpha, F, n, th, tw)
+        V = np.matmul(M.reshape(alpha * alpha, F, n * th * tw).transpose(0, 2, 1),
+                      U.reshape(alpha * alpha, F, C))                       # (alpha^2, tiles, C)
+        _transform_input_transposed(V.reshape(alpha, alpha, n, th, tw, C), m, dx[part])
+    return dx

@@ -79,7 +79,8 @@ def test_the_metrics_parity_holds_on_nets_the_other_tests_never_saw():
 
 
 @pytest.mark.parametrize("script,args,expect", [
-    ("bench_winograd.py", ["--layers", "1", "--rounds", "1"], "all layers, sum of medians / torch: direct"),
+    ("bench_winograd.py", ["--nets", "resnet50", "--layers", "3", "--rounds", "1"],
+     "resnet50 input-grad, sum of medians / torch: direct"),
     ("profile_layers.py", ["--model", "resnet50", "--rounds", "1"], "all convolutions"),
 ])
 def test_the_winograd_and_glue_benchmarks_run(script, args, expect):

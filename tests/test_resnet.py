@@ -246,7 +246,7 @@ def test_resnet_forward_and_vanilla_gradient_equal_pytorch(rng, block, layers, w
 
 
 @needs_torch
-def test_a_full_width_resnet_with_the_winograd_route_equals_pytorch(rng):
+def test_a_full_width_resnet_with_the_winograd_route_equals_pytorch(rng, monkeypatch):
     """Full width (64 to 512 channels), so that layer1's and layer2's 3x3 convolutions take the Winograd route
     (issue 25); logits and the input gradient still agree with PyTorch to float64 rounding."""
     from torch_resnet import to_minicnn, torch_resnet
@@ -260,8 +260,9 @@ def test_a_full_width_resnet_with_the_winograd_route_equals_pytorch(rng):
     dout = np.zeros((2, 7))
     dout[:, 3] = 1
     tlogits.backward(torch.from_numpy(dout))
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 64)          # the default rule takes 256 channels or more
     with winograd.enabled():
-        assert winograd.pays(64, (3, 3), (1, 1), (1, 1), 17, 19)                     # layer1 at 17x19
+        assert winograd.pays(64, 64, (3, 3), (1, 1), (1, 1), 17, 19)                 # layer1 at 17x19
         logits = model.forward(x)
         grad = model.backward(dout)
     assert mc.rel_error(logits, tlogits.detach().numpy()) <= 1e-10

@@ -1,22 +1,28 @@
 """Issue 25: the Winograd route (minicnn.winograd) computes the same convolutions as the direct route: every
 tile size against the loop reference in float64, odd sizes, batch > 1, forward and input gradient, inside a
 model with the route on, and the transformed weights follow the weights they came from."""
+import os
+
 import numpy as np
 import pytest
 
 import minicnn as mc
 from minicnn import conv_ops, winograd
 from minicnn.naive import conv2d_backward_naive, conv2d_forward_naive
-from minicnn.winograd import conv3x3
+from minicnn.winograd import conv3x3, conv3x3_input_grad
 
 
 def _rel(a, b):
     return np.abs(a - b).max() / np.abs(b).max()
 
 
+@pytest.mark.parametrize("block", [winograd.BLOCK, 1])
 @pytest.mark.parametrize("m", [2, 4])
 @pytest.mark.parametrize("shape", [(1, 3, 2, 8, 8), (2, 5, 3, 9, 11), (3, 2, 4, 13, 7), (1, 4, 4, 5, 6)])
-def test_every_tile_size_equals_the_loops_in_float64(m, shape):
+def test_every_tile_size_equals_the_loops_in_float64(m, shape, block, monkeypatch):
+    """block 1: one band of tile rows (or channels) at a time, so that the input gradient's overlapping tiles
+    meet across bands."""
+    monkeypatch.setattr(winograd, "BLOCK", block)
     N, C, F, H, W = shape
     rng = np.random.default_rng(sum(shape) + m)
     x, w, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, 3, 3)), rng.standard_normal(F)
@@ -24,7 +30,22 @@ def test_every_tile_size_equals_the_loops_in_float64(m, shape):
     assert _rel(winograd.conv3x3(x, w, b, m=m), out) < 1e-13
     dout = rng.standard_normal(out.shape)
     dx, _, _ = conv2d_backward_naive(dout, x, w, 1, 1)
-    assert _rel(winograd.conv3x3(dout, w, flipped=True, m=m), dx) < 1e-13
+    assert _rel(winograd.conv3x3_input_grad(dout, w, m=m), dx) < 1e-13
+
+
+def test_the_input_gradient_is_the_transpose_and_shares_the_forward_weights():
+    """<conv(x), y> = <x, conv^T(y)> for the transposed steps, and the two directions use one transformed copy
+    of the weights (one cache entry per layer and tile size)."""
+    rng = np.random.default_rng(7)
+    x, w, y = rng.standard_normal((2, 6, 11, 9)), rng.standard_normal((5, 6, 3, 3)), rng.standard_normal((2, 5, 11, 9))
+    winograd.forget()
+    for m in (2, 4):
+        left = np.vdot(winograd.conv3x3(x, w, m=m), y)
+        right = np.vdot(x, winograd.conv3x3_input_grad(y, w, m=m))
+        assert abs(left - right) < 1e-12 * abs(left)
+    assert sorted(key[1] for key in winograd._cache if key[0] == id(w)) == [2, 4]
+    winograd.forget(w)
+    assert not winograd._cache
 
 
 def test_the_1d_algorithm_on_numbers():
@@ -36,22 +57,35 @@ def test_the_1d_algorithm_on_numbers():
 
 
 def test_the_route_is_taken_where_it_pays_and_the_switches_work():
-    assert not winograd.pays(64, (3, 3), (1, 1), (1, 1), 32, 32) or winograd._enabled
+    """On by default (MINICNN_WINOGRAD=0 turns it off) for the wide layers on small images where it was
+    measured to win; the switches force either route."""
+    assert winograd._enabled == (os.environ.get("MINICNN_WINOGRAD", "1") != "0")
     with winograd.enabled():
-        assert winograd.pays(64, (3, 3), (1, 1), (1, 1), 32, 32)
-        assert not winograd.pays(63, (3, 3), (1, 1), (1, 1), 32, 32)            # too few channels
-        assert not winograd.pays(64, (3, 3), (2, 1), (1, 1), 32, 32)            # stride 2
-        assert not winograd.pays(64, (3, 3), (1, 1), (0, 0), 32, 32)            # no padding
-        assert not winograd.pays(64, (5, 5), (1, 1), (1, 1), 32, 32)
-        assert not winograd.pays(64, (3, 3), (1, 1), (1, 1), 7, 32)             # too small
+        assert winograd.pays(256, 256, (3, 3), (1, 1), (1, 1), 28, 28)
+        assert winograd.pays(512, 512, (3, 3), (1, 1), (1, 1), 8, 8) and winograd.pays(256, 512, (3, 3), (1, 1),
+                                                                                        (1, 1), 56, 60)
+        assert not winograd.pays(255, 512, (3, 3), (1, 1), (1, 1), 28, 28)          # too few input channels
+        assert not winograd.pays(512, 128, (3, 3), (1, 1), (1, 1), 28, 28)          # ... or output channels
+        assert not winograd.pays(256, 256, (3, 3), (2, 1), (1, 1), 28, 28)          # stride 2
+        assert not winograd.pays(256, 256, (3, 3), (1, 1), (0, 0), 28, 28)          # no padding
+        assert not winograd.pays(256, 256, (5, 5), (1, 1), (1, 1), 28, 28)
+        assert not winograd.pays(256, 256, (3, 3), (1, 1), (1, 1), 7, 32)           # too small
+        assert not winograd.pays(256, 256, (3, 3), (1, 1), (1, 1), 112, 112)        # too large
         with winograd.disabled():
-            assert not winograd.pays(64, (3, 3), (1, 1), (1, 1), 32, 32)
-        assert winograd.pays(64, (3, 3), (1, 1), (1, 1), 32, 32)
+            assert not winograd.pays(256, 256, (3, 3), (1, 1), (1, 1), 28, 28)
+        assert winograd.pays(256, 256, (3, 3), (1, 1), (1, 1), 28, 28)
     assert winograd.tile_size(14, 14) == 2 and winograd.tile_size(28, 28) == 4
 
 
+@pytest.fixture
+def everywhere(monkeypatch):
+    """The route for every 3x3 convolution of 8 px or more, whatever its width: small nets, fast tests."""
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MAX_SIZE", 10 ** 6)
+
+
 @pytest.mark.parametrize("size", [8, 17, 28])
-def test_a_conv2d_layer_with_the_route_on_equals_the_direct_route(size):
+def test_a_conv2d_layer_with_the_route_on_equals_the_direct_route(size, everywhere):
     rng = np.random.default_rng(size)
     conv = mc.Conv2d(64, 66, 3, padding=1, dtype=np.float64)
     x = rng.standard_normal((2, 64, size, size + 3))
@@ -64,11 +98,13 @@ def test_a_conv2d_layer_with_the_route_on_equals_the_direct_route(size):
         assert _rel(conv.backward(dout), dx) < 1e-13
 
 
-def test_a_model_with_the_route_on_gives_the_direct_gradients(monkeypatch):
+def test_a_model_with_the_route_on_gives_the_direct_gradients(monkeypatch, everywhere):
     """A small VGG-style net and two ResNets with 64-channel stages: logits and input gradients agree, and the
     route was taken (forward and input gradient of every qualifying convolution)."""
     calls = []
-    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or conv3x3(*a, **k))
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append("forward") or conv3x3(*a, **k))
+    monkeypatch.setattr(winograd, "conv3x3_input_grad",
+                        lambda *a, **k: calls.append("input grad") or conv3x3_input_grad(*a, **k))
     rng = np.random.default_rng(0)
     nets = [mc.models.vgg([64, "M", 64, 64, "M"], num_classes=5, hidden=16, pool_size=1, dtype=np.float64),
             mc.models.resnet("basic", [1, 1, 1, 1], num_classes=5, dtype=np.float64),
@@ -82,7 +118,7 @@ def test_a_model_with_the_route_on_gives_the_direct_gradients(monkeypatch):
         with winograd.enabled():
             assert _rel(net.forward(x), logits) < 1e-12
             assert _rel(net.backward(dout), grad) < 1e-12
-    assert len(calls) >= 10
+    assert calls.count("forward") >= 5 and calls.count("input grad") >= 5
 
 
 def test_transformed_weights_follow_their_array():
@@ -99,7 +135,7 @@ def test_transformed_weights_follow_their_array():
         winograd.conv3x3(rng.standard_normal((1, 32, 8, 8)), w)
 
 
-def test_an_optimizer_step_refreshes_the_transformed_weights():
+def test_an_optimizer_step_refreshes_the_transformed_weights(everywhere):
     rng = np.random.default_rng(2)
     conv = mc.Conv2d(64, 64, 3, padding=1, dtype=np.float64)
     net = mc.Sequential(conv)
