@@ -5,8 +5,8 @@ and ResNet-50, forward and input gradient.
 before each sample, the order of the sides rotating); medians of the per-round ratios to PyTorch, with their
 range. Per layer and direction it prints the direct route, F(2x2) and F(4x4) against PyTorch, and "default":
 the route ``winograd.pays`` chooses, against the direct route (1.00 where it keeps the direct route). For the
-forward pass it also prints where F(4x4)'s time goes (the input transform, the products, the output transform)
-and the float32 error of each route against a float64 convolution (relative L2). VGG-16's first layer (3 input
+forward pass it also prints where F(4x4)'s time goes (the input transform, the products, the output transform),
+and for both directions the float32 error of each route against the float64 result (relative L2). VGG-16's first layer (3 input
 channels) and the stride-2 convolutions never qualify and are left out.
 
     python benchmarks/bench_winograd.py [--rounds 5] [--batch 1] [--nets vgg16 resnet50] [--layers 12]
@@ -123,11 +123,14 @@ def main():
                         " ".join(f"{c:>17}" for c in cells))
                 if direction == "forward":
                     t_in, t_mm, t_out = parts(x, w, 4)
+                    line += f"   {t_in * 1e3:5.1f} / {t_mm * 1e3:5.1f} / {t_out * 1e3:5.1f} ms   "
                     exact = conv_ops.conv2d(x.astype(np.float64), w.astype(np.float64), (1, 1), (1, 1))
-                    errors = [l2_error(sides["direct"](), exact)] + [
-                        l2_error(winograd.conv3x3(x, w, m=m), exact) for m in (2, 4)]
-                    line += (f"   {t_in * 1e3:5.1f} / {t_mm * 1e3:5.1f} / {t_out * 1e3:5.1f} ms   "
-                             f"{errors[0]:.1e} {errors[1]:.1e} {errors[2]:.1e}")
+                else:
+                    line += " " * 30
+                    exact = conv_ops.conv2d_input_grad(dout.astype(np.float64), w.astype(np.float64), x.shape,
+                                                       (1, 1), (1, 1))
+                errors = [l2_error(sides[name](), exact) for name in routes]
+                line += f"{errors[0]:.1e} {errors[1]:.1e} {errors[2]:.1e}"
                 print(line, flush=True)
     for (net, direction), total in totals.items():
         base = total["torch"] or total["direct"]

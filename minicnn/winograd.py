@@ -31,8 +31,8 @@ backwards, each transposed, with the same transformed weights.
 
 On by default. ``with minicnn.winograd.disabled():`` (or MINICNN_WINOGRAD=0 in the environment) forces the
 direct route, the readable reference; ``enabled()`` turns it back on. In float64 the two agree to ~1e-15; in
-float32 F(2x2) rounds about like the direct route and F(4x4) about four times more, 1.6e-6 relative
-(``benchmarks/bench_winograd.py`` prints all three, per layer).
+float32 F(2x2) rounds about like the direct route and F(4x4) about four times more, 1.6e-6 relative (its input
+gradient 4e-6; ``benchmarks/bench_winograd.py`` prints all three routes, per layer and direction).
 """
 import contextlib
 import os
