@@ -219,8 +219,10 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), bias=None):
 def conv2d_input_grad(dout, w, x_shape, stride=(1, 1), padding=(0, 0)):
     """dout: (N, F, H', W'), w: (F, C, KH, KW) -> dx: (N, C, H, W), the gradient w.r.t. the input.
 
-    Two routes to the same numbers, chosen for speed:
+    Three routes to the same numbers, chosen for speed:
 
+    - 3x3, stride 1, padding 1 where ``winograd.pays``: the forward's Winograd steps, transposed
+      (``winograd.conv3x3_input_grad``);
     - stride 1, a layer that does not widen (F <= C) and an image wide enough
       for ``conv2d_shifted``: dx is itself a convolution, of dout padded by
       K-1-pad with the kernel flipped and in/out swapped (a "transposed

@@ -397,21 +397,28 @@ def _transform_input_transposed(V, m, dx):
 # --------------------------------------------------------------------------
 
 CACHE_BUDGET = 256 * 2 ** 20      # bytes of transformed weights kept between calls (least recently used go)
-_cache = OrderedDict()            # (id(w), m) -> (weakref to w, U)
+SAMPLES = 4096                    # weights compared at every call, spread evenly over the array
+_cache = OrderedDict()            # (id(w), m) -> (weakref to w, sampled weights, U)
+
+
+def _sampled(w):
+    """About SAMPLES of w's values, evenly spaced (a view where w is contiguous)."""
+    return np.ravel(w)[::max(1, w.size // SAMPLES)]
 
 
 def transformed(w, m):
     """U for the weights w, kept between calls while w is alive, within CACHE_BUDGET; the forward pass and the
-    input gradient share it. Code that changes a weight array in place must call ``forget(w)`` (the optimizers
-    do); a new array is a new key."""
+    input gradient share it. A new array is a new key. An array changed in place is caught when one of the
+    ~4096 weights compared at every call changed (rewriting, scaling, re-drawing or shuffling a layer); code that
+    changes only a few weights in place must call ``forget(w)`` (the optimizers do, after every step)."""
     key = (id(w), m)
     entry = _cache.get(key)
-    if entry is not None and entry[0]() is w:
+    if entry is not None and entry[0]() is w and np.array_equal(entry[1], _sampled(w)):
         _cache.move_to_end(key)
-        return entry[1]
+        return entry[2]
     U = transform_weights(w, m)
-    _cache[key] = (weakref.ref(w), U)
-    while sum(u.nbytes for _, u in _cache.values()) > CACHE_BUDGET and len(_cache) > 1:
+    _cache[key] = (weakref.ref(w), _sampled(w).copy(), U)
+    while sum(kept[2].nbytes for kept in _cache.values()) > CACHE_BUDGET and len(_cache) > 1:
         _cache.popitem(last=False)
     return U
 

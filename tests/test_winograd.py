@@ -122,12 +122,21 @@ def test_a_model_with_the_route_on_gives_the_direct_gradients(monkeypatch, every
 
 
 def test_transformed_weights_follow_their_array():
+    """A new array is a new key; a layer's weights changed in place are caught by the sampled comparison; a
+    change to a few weights needs forget(w)."""
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((1, 64, 8, 8)), rng.standard_normal((64, 64, 3, 3))
-    first = winograd.conv3x3(x, w)
-    w *= 2                                                     # in place: the cache must be told
-    winograd.forget(w)
+    first, first_w = winograd.conv3x3(x, w), w.copy()
+    w *= 2                                                     # scaled in place, not told: caught
     assert _rel(winograd.conv3x3(x, w), 2 * first) < 1e-13
+    w[5, 7, 1, 1] += 1                                         # one weight: forget(w) says so
+    winograd.forget(w)
+    assert _rel(winograd.conv3x3(x, w), conv2d_forward_naive(x, w, np.zeros(64), 1, 1)) < 1e-13
+    w[:] = rng.standard_normal(w.shape)                        # rewritten in place, not told: caught
+    assert _rel(winograd.conv3x3(x, w), conv2d_forward_naive(x, w, np.zeros(64), 1, 1)) < 1e-13
+    rng.shuffle(w)                                             # shuffled in place: caught
+    assert _rel(winograd.conv3x3_input_grad(x, w), conv2d_backward_naive(x, x, w, 1, 1)[0]) < 1e-13
+    w[...] = 2 * first_w                                       # back to 2x the first weights
     w2 = w.copy()                                              # a new array is a new key
     w2 *= 0.5
     assert _rel(winograd.conv3x3(x, w2), first) < 1e-13
