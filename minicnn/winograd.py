@@ -407,17 +407,22 @@ def _sampled(w):
 
 
 def transformed(w, m):
-    """U for the weights w, kept between calls while w is alive, within CACHE_BUDGET; the forward pass and the
-    input gradient share it. A new array is a new key. An array changed in place is caught when one of the
-    ~4096 weights compared at every call changed (rewriting, scaling, re-drawing or shuffling a layer); code that
-    changes only a few weights in place must call ``forget(w)`` (the optimizers do, after every step)."""
+    """U for the weights w, kept between calls while w is alive (and dropped with it), within CACHE_BUDGET; the
+    forward pass and the input gradient share it. A new array is a new key. An array changed in place is caught
+    when one of the ~4096 weights compared at every call changed (rewriting, scaling, re-drawing or shuffling a
+    layer); code that changes only a few weights in place must call ``forget(w)`` (the optimizers do, after every
+    step)."""
     key = (id(w), m)
     entry = _cache.get(key)
     if entry is not None and entry[0]() is w and np.array_equal(entry[1], _sampled(w)):
         _cache.move_to_end(key)
         return entry[2]
     U = transform_weights(w, m)
-    _cache[key] = (weakref.ref(w), _sampled(w).copy(), U)
+
+    def drop(ref, key=key):                                  # w is gone: so is its entry (not a new one's)
+        if key in _cache and _cache[key][0] is ref:
+            del _cache[key]
+    _cache[key] = (weakref.ref(w, drop), _sampled(w).copy(), U)
     while sum(kept[2].nbytes for kept in _cache.values()) > CACHE_BUDGET and len(_cache) > 1:
         _cache.popitem(last=False)
     return U

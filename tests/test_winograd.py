@@ -142,6 +142,10 @@ def test_transformed_weights_follow_their_array():
     assert _rel(winograd.conv3x3(x, w2), first) < 1e-13
     with pytest.raises(ValueError, match="input channels"):
         winograd.conv3x3(rng.standard_normal((1, 32, 8, 8)), w)
+    winograd.forget()
+    winograd.conv3x3(x, w2)
+    del w2                                                     # an array's entry goes with it
+    assert not winograd._cache
 
 
 def test_an_optimizer_step_refreshes_the_transformed_weights(everywhere):
