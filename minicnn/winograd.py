@@ -268,6 +268,16 @@ def transform_weights(w, m):
     return U.reshape(m + 2, m + 2, F, C)
 
 
+def _column_runs(W, m):
+    """For each r < m, the padded columns X = t*m + r that hold one of x's W columns (1 <= X <= W; X = 0 and
+    X > W are padding): (r, the first such t, how many, x's column X - 1 there) -> x[..., start::m][:count]."""
+    for r in range(m):
+        first = 1 if r == 0 else 0
+        count = (W - r) // m - first + 1
+        if count > 0:
+            yield r, first, count, slice(first * m + r - 1, first * m + r - 1 + (count - 1) * m + 1, m)
+
+
 def _split_columns(x, m, n_tiles):
     """x (N, C, H, W) padded by 1 and laid out (N, Hp, m, tw + 1, C): the padded column X = t*m + r at [..., r,
     t, :]. Column b of tile tx is then [b % m, tx + b // m]: every pass over the tiles reads whole runs of
@@ -275,27 +285,16 @@ def _split_columns(x, m, n_tiles):
     N, C, H, W = x.shape
     th, tw = n_tiles
     xq = np.zeros((N, th * m + 2, m, tw + 1, C), x.dtype)
-    for r in range(m):
-        first = 1 if r == 0 else 0                                        # X = t*m + r >= 1 (X = 0 is padding)
-        count = (W - r) // m - first + 1                                   # ... and X <= W
-        if count > 0:
-            start = first * m + r - 1                                      # x's column X - 1
-            xq[:, 1:H + 1, r, first:first + count] = x[:, :, :, start:start + (count - 1) * m + 1:m].transpose(
-                0, 2, 3, 1)
+    for r, first, count, columns in _column_runs(W, m):
+        xq[:, 1:H + 1, r, first:first + count] = x[:, :, :, columns].transpose(0, 2, 3, 1)
     return xq
 
 
 def _merge_columns(xq, x):
     """The inverse of ``_split_columns``: x (N, C, H, W) from the rows and columns of xq that are not padding."""
-    N, C, H, W = x.shape
-    m = xq.shape[2]
-    for r in range(m):
-        first = 1 if r == 0 else 0
-        count = (W - r) // m - first + 1
-        if count > 0:
-            start = first * m + r - 1
-            x[:, :, :, start:start + (count - 1) * m + 1:m] = xq[:, 1:H + 1, r, first:first + count].transpose(
-                0, 3, 1, 2)
+    H, W = x.shape[2:]
+    for r, first, count, columns in _column_runs(W, xq.shape[2]):
+        x[:, :, :, columns] = xq[:, 1:H + 1, r, first:first + count].transpose(0, 3, 1, 2)
 
 
 BLOCK = 64 * 1024       # elements of a block's intermediate array: it and its neighbours stay in a core's L2
@@ -314,7 +313,6 @@ def _transform_input(x, m, n_tiles):
     th, tw = n_tiles
     xq = _split_columns(x, m, n_tiles)
     V = np.empty((alpha, alpha, x.shape[0], th, tw, x.shape[1]), x.dtype)
-
     per_block = max(1, BLOCK // (alpha * x.shape[0] * m * (tw + 1) * x.shape[1]))   # tile rows: stay in cache
     for t0 in range(0, th, per_block):
         t1 = min(th, t0 + per_block)
@@ -371,8 +369,8 @@ def _transform_output_transposed(dout, m):
 def _transform_input_transposed(V, m, dx):
     """dx (N, C, H, W) from V_bar (alpha, alpha, N, th, tw, C): d_bar = B V_bar B^T for every tile, added up
     where tiles overlap, the padding dropped; the transpose of ``_transform_input`` (its passes backwards, B for
-    B^T, and the column split undone at the end). The bands of tile rows go from the bottom up:
-    each band adds its last two rows to the first two of the band below, which must be written by then."""
+    B^T, and the column split undone at the end). The bands of tile rows go from the bottom up: each band adds
+    its last two rows to the first two of the band below, which must be written by then."""
     b = B_PASSES[m]
     alpha = m + 2
     _, _, N, th, tw, C = V.shape

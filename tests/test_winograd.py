@@ -18,7 +18,8 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("block", [winograd.BLOCK, 1])
 @pytest.mark.parametrize("m", [2, 4])
-@pytest.mark.parametrize("shape", [(1, 3, 2, 8, 8), (2, 5, 3, 9, 11), (3, 2, 4, 13, 7), (1, 4, 4, 5, 6)])
+@pytest.mark.parametrize("shape", [(1, 3, 2, 8, 8), (2, 5, 3, 9, 11), (3, 2, 4, 13, 7), (1, 4, 4, 5, 6),
+                                   (2, 3, 2, 1, 2)])
 def test_every_tile_size_equals_the_loops_in_float64(m, shape, block, monkeypatch):
     """block 1: one band of tile rows (or channels) at a time, so that the input gradient's overlapping tiles
     meet across bands."""
@@ -37,7 +38,7 @@ def test_the_input_gradient_is_the_transpose_and_shares_the_forward_weights():
     """<conv(x), y> = <x, conv^T(y)> for the transposed steps, and the two directions use one transformed copy
     of the weights (one cache entry per layer and tile size)."""
     rng = np.random.default_rng(7)
-    x, w, y = rng.standard_normal((2, 6, 11, 9)), rng.standard_normal((5, 6, 3, 3)), rng.standard_normal((2, 5, 11, 9))
+    x, w, y = (rng.standard_normal(shape) for shape in [(2, 6, 11, 9), (5, 6, 3, 3), (2, 5, 11, 9)])
     winograd.forget()
     for m in (2, 4):
         left = np.vdot(winograd.conv3x3(x, w, m=m), y)
