@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from common import (child_peak, minicnn_step, peak_rss_mb, ratio_summary, settled_rounds,  # noqa: E402
+from common import (child_peak, minicnn_step, peak_rss_mb, ratio_summary, route, settled_rounds,  # noqa: E402
                     threads_note, torch_step, use_native_kernels)
 
 use_native_kernels()
@@ -25,7 +25,6 @@ use_native_kernels()
 import numpy as np  # noqa: E402
 
 import minicnn.models as models  # noqa: E402
-from minicnn import winograd  # noqa: E402
 
 
 def minicnn_model():
@@ -60,9 +59,8 @@ def memory_child(side, case, n_images):
     """Peak RSS of one case in this fresh process; prints MB."""
     x = np.random.default_rng(0).random((n_images, 3, 224, 224)).astype(np.float32)
     if side.startswith("minicnn"):                    # minicnn, or minicnn-direct: the Winograd route off
-        import contextlib
         model = minicnn_model()
-        with winograd.disabled() if side == "minicnn-direct" else contextlib.nullcontext():
+        with route(side == "minicnn-direct"):
             minicnn_step(model, x, True) if case == "grad" else smoothgrad_minicnn(model, x)
     else:
         import torch
@@ -105,7 +103,7 @@ def main():
     if args.smoothgrad_images:
         x = np.random.default_rng(1).random((args.smoothgrad_images, 3, 224, 224)).astype(np.float32)
         def smoothgrad_direct():
-            with winograd.disabled():
+            with route(direct=True):
                 smoothgrad_minicnn(model, x)
         times = settled_rounds({"minicnn": lambda: smoothgrad_minicnn(model, x), "direct": smoothgrad_direct,
                                 "torch": lambda: smoothgrad_captum(net, x)}, max(2, args.rounds // 2))

@@ -21,7 +21,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import (child_peak, matmul_peak_gflops, minicnn_step, peak_rss_mb, ratio_summary,  # noqa: E402
+from common import (child_peak, matmul_peak_gflops, minicnn_step, peak_rss_mb, ratio_summary, route,  # noqa: E402
                     settled_rounds, threads_note, torch_step, use_native_kernels)
 
 use_native_kernels()
@@ -56,11 +56,8 @@ def memory_child(side, case, n_images):
     """Peak RSS of one case in this fresh process; prints MB."""
     x = np.random.default_rng(0).standard_normal((n_images, 3, 224, 224)).astype(np.float32)
     if side.startswith("minicnn"):                    # minicnn, or minicnn-direct: the Winograd route off
-        import contextlib
-
-        from minicnn import winograd
         model = models.vgg16(normalize=False)         # the bare network, like the torch twin
-        with winograd.disabled() if side == "minicnn-direct" else contextlib.nullcontext():
+        with route(side == "minicnn-direct"):
             if case == "grad":
                 minicnn_step(model, x, True)
             else:

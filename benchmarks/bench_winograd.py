@@ -6,8 +6,8 @@ before each sample, the order of the sides rotating); medians of the per-round r
 range. Per layer and direction it prints the direct route, F(2x2) and F(4x4) against PyTorch, and "default":
 the route ``winograd.pays`` chooses, against the direct route (1.00 where it keeps the direct route). For the
 forward pass it also prints where F(4x4)'s time goes (the input transform, the products, the output transform),
-and for both directions the float32 error of each route against the float64 result (relative L2). VGG-16's first layer (3 input
-channels) and the stride-2 convolutions never qualify and are left out.
+and for both directions the float32 error of each route against the float64 result (relative L2). VGG-16's
+first layer (3 input channels) and the stride-2 convolutions never qualify and are left out.
 
     python benchmarks/bench_winograd.py [--rounds 5] [--batch 1] [--nets vgg16 resnet50] [--layers 12]
 """
@@ -59,19 +59,16 @@ def parts(x, w, m, samples=3):
 def layer_sides(x, w, dout, direction, torch):
     """{route: fn} for one convolution, forward or input gradient."""
     if direction == "forward":
-        def direct():
-            with winograd.disabled():
-                return conv_ops.conv2d(x, w, (1, 1), (1, 1))
-        sides = {"direct": direct, "F(2x2)": lambda: winograd.conv3x3(x, w, m=2),
-                 "F(4x4)": lambda: winograd.conv3x3(x, w, m=4)}
         default = lambda: conv_ops.conv2d(x, w, (1, 1), (1, 1))
+        tiles = lambda m: winograd.conv3x3(x, w, m=m)
     else:
-        def direct():
-            with winograd.disabled():
-                return conv_ops.conv2d_input_grad(dout, w, x.shape, (1, 1), (1, 1))
-        sides = {"direct": direct, "F(2x2)": lambda: winograd.conv3x3_input_grad(dout, w, m=2),
-                 "F(4x4)": lambda: winograd.conv3x3_input_grad(dout, w, m=4)}
         default = lambda: conv_ops.conv2d_input_grad(dout, w, x.shape, (1, 1), (1, 1))
+        tiles = lambda m: winograd.conv3x3_input_grad(dout, w, m=m)
+
+    def direct():
+        with winograd.disabled():
+            return default()
+    sides = {"direct": direct, "F(2x2)": lambda: tiles(2), "F(4x4)": lambda: tiles(4)}
     if winograd.pays(x.shape[1], w.shape[0], (3, 3), (1, 1), (1, 1), *x.shape[2:]):
         sides["default"] = default
     if torch is not None:

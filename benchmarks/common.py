@@ -73,15 +73,21 @@ def ratio_summary(ours, theirs):
     return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})", statistics.median(ratios)
 
 
-def minicnn_step(model, x, grad, direct=False):
-    """One forward pass of a minicnn model on x; with grad, also the input gradient of logit 1. direct: with
-    the Winograd route switched off (every convolution by the direct route)."""
+def route(direct):
+    """``with route(direct):`` runs minicnn with the Winograd route off (every convolution by the direct route)
+    when direct is true, and as chosen by default otherwise."""
     import contextlib
 
+    from minicnn import winograd
+    return winograd.disabled() if direct else contextlib.nullcontext()
+
+
+def minicnn_step(model, x, grad, direct=False):
+    """One forward pass of a minicnn model on x; with grad, also the input gradient of logit 1. direct: with
+    the Winograd route switched off (``route``)."""
     import numpy as np
 
-    from minicnn import winograd
-    with winograd.disabled() if direct else contextlib.nullcontext():
+    with route(direct):
         logits = model.forward(x)
         if grad:
             dout = np.zeros_like(logits)

@@ -16,6 +16,14 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 pytestmark = [needs_captum, pytest.mark.slow]
 
 
+def _run_script(script, *args):
+    """The benchmark script's standard output, after checking that it ran through."""
+    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 @pytest.mark.parametrize("script,args,expect", [
     ("bench_conv.py", ["--layers", "2", "--repeat", "1"], "linear 25088->4096: forward"),
     ("bench_vgg16.py", ["--batches", "1", "2", "--repeat", "1"], "per image at batch 2 / batch 1, alternating rounds"),
@@ -24,11 +32,9 @@ pytestmark = [needs_captum, pytest.mark.slow]
     ("bench_resnet50.py", ["--batches", "1", "--rounds", "1"], "forward + input grad, batch 1"),
 ])
 def test_benchmark_runs(script, args, expect):
-    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert expect in result.stdout
-    assert "ratio" in result.stdout
+    out = _run_script(script, *args)
+    assert expect in out
+    assert "ratio" in out
 
 
 def test_benchmarks_drop_the_kernel_pinning_for_their_own_process_only():
@@ -47,10 +53,8 @@ def test_benchmarks_drop_the_kernel_pinning_for_their_own_process_only():
 
 @needs_grad_cam
 def test_the_cam_benchmark_runs():
-    result = subprocess.run([sys.executable, str(BENCH / "bench_cams.py"), "--rounds", "1", "--size", "32",
-                             "--layer", "layer3"], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Ablation-CAM" in result.stdout and "ratio" in result.stdout
+    out = _run_script("bench_cams.py", "--rounds", "1", "--size", "32", "--layer", "layer3")
+    assert "Ablation-CAM" in out and "ratio" in out
 
 
 @needs_grad_cam
@@ -58,11 +62,9 @@ def test_the_cam_benchmark_runs():
 def test_the_parity_measurement_holds_on_nets_the_other_tests_never_saw():
     """benchmarks/parity_cams.py on 3 random nets (another draw than its default): every method within the
     issue's tolerance of its reference (float64; Score-CAM, Eigen-CAM and FullGrad pass through float32 there)."""
-    result = subprocess.run([sys.executable, str(BENCH / "parity_cams.py"), "--nets", "3", "--seed", "77"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", result.stdout, re.M)}
-    assert len(errors) == 14, result.stdout
+    out = _run_script("parity_cams.py", "--nets", "3", "--seed", "77")
+    errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", out, re.M)}
+    assert len(errors) == 14, out
     for name, e in errors.items():
         assert e < (2e-6 if name.startswith(("score", "eigen", "fullgrad")) else 1e-9), (name, e)
 
@@ -71,11 +73,9 @@ def test_the_parity_measurement_holds_on_nets_the_other_tests_never_saw():
 def test_the_metrics_parity_holds_on_nets_the_other_tests_never_saw():
     """benchmarks/parity_metrics.py on 2 random nets (another draw than its default): every deterministic
     metric equals Quantus to 1e-8."""
-    result = subprocess.run([sys.executable, str(BENCH / "parity_metrics.py"), "--nets", "2", "--seed", "77"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", result.stdout, re.M)}
-    assert len(errors) == 17 and max(errors.values()) < 1e-8, result.stdout
+    out = _run_script("parity_metrics.py", "--nets", "2", "--seed", "77")
+    errors = {name.strip(): float(e) for name, e in re.findall(r"^  (.+?)\s+(\S+)$", out, re.M)}
+    assert len(errors) == 17 and max(errors.values()) < 1e-8, out
 
 
 @pytest.mark.parametrize("script,args,expect", [
@@ -84,7 +84,5 @@ def test_the_metrics_parity_holds_on_nets_the_other_tests_never_saw():
     ("profile_layers.py", ["--model", "resnet50", "--rounds", "1"], "all convolutions"),
 ])
 def test_the_winograd_and_glue_benchmarks_run(script, args, expect):
-    result = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert expect in result.stdout and "kernels" in result.stdout
+    out = _run_script(script, *args)
+    assert expect in out and "kernels" in out
